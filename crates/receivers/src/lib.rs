@@ -1,0 +1,7 @@
+//! Receivers turn what clients send into [`lastmile_model::WriteBatch`]es.
+//!
+//! Each receiver is a pure decoder: bytes in, a batch (borrowing those bytes) or a precise
+//! error out. Receivers never touch storage; the API layer hands their batches on.
+
+pub mod demo;
+pub mod remote_write;
