@@ -1,0 +1,428 @@
+//! Gorilla-style compressed chunks of (timestamp, value) samples.
+//!
+//! Timestamps are stored as delta-of-delta, values as XOR with the previous value, both at
+//! bit granularity, following the Facebook Gorilla paper's scheme with bucket widths chosen
+//! for millisecond timestamps. Regular scrapes cost about one bit per timestamp; slowly
+//! changing values a few bits each.
+//!
+//! Layout: the first sample is a zigzag varint timestamp and 64 raw value bits; the second
+//! stores its timestamp delta as a varint; later ones use the bucketed delta-of-delta.
+
+use lastmile_model::Sample;
+
+/// Samples per chunk before a new one is cut: large enough to amortise headers, small
+/// enough that a query touching a few minutes decodes little.
+pub const SAMPLES_PER_CHUNK: u16 = 120;
+
+/// Appends bits MSB-first to a byte vector.
+#[derive(Clone, Debug, Default)]
+struct BitWriter {
+    bytes: Vec<u8>,
+    /// Bits still free in the last byte (0..=7; 0 means a new byte is needed).
+    free: u8,
+}
+
+impl BitWriter {
+    #[inline]
+    fn bit(&mut self, bit: bool) {
+        if self.free == 0 {
+            self.bytes.push(0);
+            self.free = 8;
+        }
+        self.free -= 1;
+        if bit {
+            *self.bytes.last_mut().expect("pushed above") |= 1 << self.free;
+        }
+    }
+
+    /// Writes the low `n` bits of `v`, most significant first.
+    #[inline]
+    fn bits(&mut self, v: u64, mut n: u8) {
+        while n > 0 {
+            if self.free == 0 {
+                self.bytes.push(0);
+                self.free = 8;
+            }
+            let take = n.min(self.free);
+            let shift = n - take;
+            let chunk = ((v >> shift) & ((1u64 << take) - 1)) as u8;
+            self.free -= take;
+            *self.bytes.last_mut().expect("pushed above") |= chunk << self.free;
+            n -= take;
+        }
+    }
+
+    fn byte_aligned_varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.bits((v & 0x7f) | 0x80, 8);
+            v >>= 7;
+        }
+        self.bits(v, 8);
+    }
+}
+
+struct BitReader<'a> {
+    bytes: &'a [u8],
+    pos: usize, // bit position
+}
+
+impl<'a> BitReader<'a> {
+    #[inline]
+    fn bit(&mut self) -> Option<bool> {
+        let byte = *self.bytes.get(self.pos >> 3)?;
+        let bit = (byte >> (7 - (self.pos & 7))) & 1 == 1;
+        self.pos += 1;
+        Some(bit)
+    }
+
+    #[inline]
+    fn bits(&mut self, mut n: u8) -> Option<u64> {
+        let mut v: u64 = 0;
+        while n > 0 {
+            let byte = *self.bytes.get(self.pos >> 3)?;
+            let avail = 8 - (self.pos & 7) as u8;
+            let take = n.min(avail);
+            let shift = avail - take;
+            let chunk = (byte >> shift) & (((1u16 << take) - 1) as u8);
+            v = (v << take) | chunk as u64;
+            self.pos += take as usize;
+            n -= take;
+        }
+        Some(v)
+    }
+
+    fn varint(&mut self) -> Option<u64> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let b = self.bits(8)?;
+            v |= (b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                return Some(v);
+            }
+        }
+        None
+    }
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// An open chunk being appended to. Keeps only what the next append needs.
+#[derive(Clone, Debug)]
+pub struct ChunkAppender {
+    w: BitWriter,
+    count: u16,
+    min_t: i64,
+    t: i64,
+    t_delta: i64,
+    v_bits: u64,
+    leading: u8,
+    trailing: u8,
+}
+
+impl ChunkAppender {
+    pub fn new() -> Self {
+        ChunkAppender {
+            w: BitWriter::default(),
+            count: 0,
+            min_t: 0,
+            t: 0,
+            t_delta: 0,
+            v_bits: 0,
+            // No window yet: the first XOR always writes its own.
+            leading: 0xff,
+            trailing: 0,
+        }
+    }
+
+    pub fn count(&self) -> u16 {
+        self.count
+    }
+
+    pub fn min_t(&self) -> i64 {
+        self.min_t
+    }
+
+    pub fn max_t(&self) -> i64 {
+        self.t
+    }
+
+    pub fn last_value(&self) -> f64 {
+        f64::from_bits(self.v_bits)
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.w.bytes
+    }
+
+    /// Heap bytes held, for the store's memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        self.w.bytes.capacity()
+    }
+
+    /// Appends a sample; the caller guarantees `t` is greater than the last timestamp.
+    pub fn append(&mut self, t: i64, v: f64) {
+        let v_bits = v.to_bits();
+        match self.count {
+            0 => {
+                self.w.byte_aligned_varint(zigzag(t));
+                self.w.bits(v_bits, 64);
+                self.min_t = t;
+            }
+            1 => {
+                let delta = t - self.t;
+                self.w.byte_aligned_varint(zigzag(delta));
+                self.write_value(v_bits);
+                self.t_delta = delta;
+            }
+            _ => {
+                let delta = t - self.t;
+                let dod = delta - self.t_delta;
+                match dod {
+                    0 => self.w.bit(false),
+                    -8192..=8191 => {
+                        self.w.bits(0b10, 2);
+                        self.w.bits(dod as u64, 14);
+                    }
+                    -65536..=65535 => {
+                        self.w.bits(0b110, 3);
+                        self.w.bits(dod as u64, 17);
+                    }
+                    -524288..=524287 => {
+                        self.w.bits(0b1110, 4);
+                        self.w.bits(dod as u64, 20);
+                    }
+                    _ => {
+                        self.w.bits(0b1111, 4);
+                        self.w.bits(dod as u64, 64);
+                    }
+                }
+                self.write_value(v_bits);
+                self.t_delta = delta;
+            }
+        }
+        self.t = t;
+        self.v_bits = v_bits;
+        self.count += 1;
+    }
+
+    fn write_value(&mut self, v_bits: u64) {
+        let xor = v_bits ^ self.v_bits;
+        if xor == 0 {
+            self.w.bit(false);
+            return;
+        }
+        self.w.bit(true);
+        let leading = (xor.leading_zeros() as u8).min(31);
+        let trailing = xor.trailing_zeros() as u8;
+        if self.leading != 0xff && leading >= self.leading && trailing >= self.trailing {
+            // Fits in the previous window: reuse it.
+            self.w.bit(false);
+            let sig = 64 - self.leading - self.trailing;
+            self.w.bits(xor >> self.trailing, sig);
+        } else {
+            self.w.bit(true);
+            let sig = 64 - leading - trailing;
+            self.w.bits(leading as u64, 5);
+            // 64 significant bits are stored as 0; they cannot otherwise occur here.
+            self.w.bits((sig & 63) as u64, 6);
+            self.w.bits(xor >> trailing, sig);
+            self.leading = leading;
+            self.trailing = trailing;
+        }
+    }
+
+    /// Finishes the chunk; the bytes plus `count` decode with [`ChunkIter`].
+    pub fn seal(self) -> SealedChunk {
+        SealedChunk {
+            min_t: self.min_t,
+            max_t: self.t,
+            count: self.count,
+            data: self.w.bytes.into_boxed_slice().into(),
+        }
+    }
+
+    pub fn iter(&self) -> ChunkIter<'_> {
+        ChunkIter::new(&self.w.bytes, self.count)
+    }
+}
+
+/// An immutable chunk; shared between the head and readers without copying.
+#[derive(Clone, Debug)]
+pub struct SealedChunk {
+    pub min_t: i64,
+    pub max_t: i64,
+    pub count: u16,
+    pub data: std::sync::Arc<[u8]>,
+}
+
+impl SealedChunk {
+    pub fn iter(&self) -> ChunkIter<'_> {
+        ChunkIter::new(&self.data, self.count)
+    }
+}
+
+/// Decodes a chunk's samples in order. Stops early (yielding fewer than `count`) only on
+/// corrupt input; callers that care compare the count.
+pub struct ChunkIter<'a> {
+    r: BitReader<'a>,
+    remaining: u16,
+    read: u16,
+    t: i64,
+    t_delta: i64,
+    v_bits: u64,
+    leading: u8,
+    trailing: u8,
+}
+
+impl<'a> ChunkIter<'a> {
+    pub fn new(bytes: &'a [u8], count: u16) -> Self {
+        ChunkIter {
+            r: BitReader { bytes, pos: 0 },
+            remaining: count,
+            read: 0,
+            t: 0,
+            t_delta: 0,
+            v_bits: 0,
+            leading: 0,
+            trailing: 0,
+        }
+    }
+
+    fn next_sample(&mut self) -> Option<Sample> {
+        match self.read {
+            0 => {
+                self.t = unzigzag(self.r.varint()?);
+                self.v_bits = self.r.bits(64)?;
+            }
+            1 => {
+                self.t_delta = unzigzag(self.r.varint()?);
+                self.t = self.t.wrapping_add(self.t_delta);
+                self.read_value()?;
+            }
+            _ => {
+                let dod = if !self.r.bit()? {
+                    0
+                } else if !self.r.bit()? {
+                    sign_extend(self.r.bits(14)?, 14)
+                } else if !self.r.bit()? {
+                    sign_extend(self.r.bits(17)?, 17)
+                } else if !self.r.bit()? {
+                    sign_extend(self.r.bits(20)?, 20)
+                } else {
+                    self.r.bits(64)? as i64
+                };
+                // Wrapping: corrupt input must not panic; valid input never wraps.
+                self.t_delta = self.t_delta.wrapping_add(dod);
+                self.t = self.t.wrapping_add(self.t_delta);
+                self.read_value()?;
+            }
+        }
+        self.read += 1;
+        Some(Sample {
+            t: self.t,
+            v: f64::from_bits(self.v_bits),
+        })
+    }
+
+    fn read_value(&mut self) -> Option<()> {
+        if !self.r.bit()? {
+            return Some(());
+        }
+        if self.r.bit()? {
+            self.leading = self.r.bits(5)? as u8;
+            let mut sig = self.r.bits(6)? as u8;
+            if sig == 0 {
+                sig = 64;
+            }
+            self.trailing = 64u8.checked_sub(self.leading + sig)?;
+        }
+        let sig = 64 - self.leading - self.trailing;
+        let bits = self.r.bits(sig)?;
+        self.v_bits ^= bits << self.trailing;
+        Some(())
+    }
+}
+
+fn sign_extend(v: u64, bits: u32) -> i64 {
+    let shift = 64 - bits;
+    ((v << shift) as i64) >> shift
+}
+
+impl Iterator for ChunkIter<'_> {
+    type Item = Sample;
+
+    fn next(&mut self) -> Option<Sample> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        let s = self.next_sample();
+        if s.is_none() {
+            self.remaining = 0;
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn round_trip(samples: &[(i64, f64)]) -> Vec<(i64, u64)> {
+        let mut a = ChunkAppender::new();
+        for &(t, v) in samples {
+            a.append(t, v);
+        }
+        let sealed = a.clone().seal();
+        let from_open: Vec<_> = a.iter().map(|s| (s.t, s.v.to_bits())).collect();
+        let from_sealed: Vec<_> = sealed.iter().map(|s| (s.t, s.v.to_bits())).collect();
+        assert_eq!(from_open, from_sealed);
+        from_sealed
+    }
+
+    #[test]
+    fn regular_scrape_compresses_well() {
+        let samples: Vec<_> = (0..120).map(|i| (1_700_000_000_000 + i * 15_000, (i / 10) as f64)).collect();
+        let mut a = ChunkAppender::new();
+        for &(t, v) in &samples {
+            a.append(t, v);
+        }
+        assert!(a.bytes().len() < 100, "{} bytes for 120 regular samples", a.bytes().len());
+        assert_eq!(round_trip(&samples).len(), 120);
+    }
+
+    #[test]
+    fn special_values_survive() {
+        let vals = [0.0, -0.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, f64::MIN_POSITIVE, f64::MAX, lastmile_model::STALE_NAN, 1.0];
+        let samples: Vec<_> = vals.iter().enumerate().map(|(i, v)| (i as i64 * 1000, *v)).collect();
+        let got = round_trip(&samples);
+        let want: Vec<_> = samples.iter().map(|(t, v)| (*t, v.to_bits())).collect();
+        assert_eq!(got, want);
+    }
+
+    proptest! {
+        #[test]
+        fn any_increasing_series_round_trips(
+            start in -1_000_000_000_000i64..4_000_000_000_000,
+            steps in proptest::collection::vec((1i64..10_000_000_000, any::<f64>()), 1..200),
+        ) {
+            let mut t = start;
+            let samples: Vec<_> = steps.iter().map(|(d, v)| { t += d; (t, *v) }).collect();
+            let got = round_trip(&samples);
+            let want: Vec<_> = samples.iter().map(|(t, v)| (*t, v.to_bits())).collect();
+            prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64), count in 0u16..200) {
+            let _ = ChunkIter::new(&bytes, count).count();
+        }
+    }
+}

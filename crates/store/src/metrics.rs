@@ -1,0 +1,72 @@
+//! The store's self-metrics, registered on the server's `/metrics`.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+#[derive(Debug)]
+pub struct StoreMetrics {
+    pub samples_appended: Counter,
+    pub samples_rejected: Family<ReasonLabel, Counter>,
+    pub exemplars_appended: Counter,
+    pub series_created: Counter,
+    pub series_removed: Counter,
+    pub wal_fsync_seconds: Histogram,
+    pub wal_bytes_written: Counter,
+    pub head_series: Gauge,
+    pub head_chunk_bytes: Gauge,
+    pub block_bytes: Gauge,
+    pub blocks: Gauge,
+    pub compactions: Counter,
+    pub head_flushes: Counter,
+}
+
+impl Default for StoreMetrics {
+    fn default() -> Self {
+        StoreMetrics {
+            samples_appended: Counter::default(),
+            samples_rejected: Family::default(),
+            exemplars_appended: Counter::default(),
+            series_created: Counter::default(),
+            series_removed: Counter::default(),
+            // 50 µs .. ~1.6 s
+            wal_fsync_seconds: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
+            wal_bytes_written: Counter::default(),
+            head_series: Gauge::default(),
+            head_chunk_bytes: Gauge::default(),
+            block_bytes: Gauge::default(),
+            blocks: Gauge::default(),
+            compactions: Counter::default(),
+            head_flushes: Counter::default(),
+        }
+    }
+}
+
+impl StoreMetrics {
+    pub fn register(&self, r: &mut Registry) {
+        r.register("lastmile_tsdb_samples_appended", "Samples stored", self.samples_appended.clone());
+        r.register(
+            "lastmile_tsdb_samples_rejected",
+            "Samples refused by the store, by reason (out_of_order, too_old, duplicate_timestamp)",
+            self.samples_rejected.clone(),
+        );
+        r.register("lastmile_tsdb_exemplars_appended", "Exemplars stored", self.exemplars_appended.clone());
+        r.register("lastmile_tsdb_series_created", "Series created in the head", self.series_created.clone());
+        r.register("lastmile_tsdb_series_removed", "Series removed from the head after their data moved to blocks", self.series_removed.clone());
+        r.register("lastmile_tsdb_wal_fsync_duration_seconds", "Duration of WAL fdatasync calls", self.wal_fsync_seconds.clone());
+        r.register("lastmile_tsdb_wal_written_bytes", "Bytes written to the WAL", self.wal_bytes_written.clone());
+        r.register("lastmile_tsdb_head_series", "Active series in the in-memory head", self.head_series.clone());
+        r.register("lastmile_tsdb_head_chunk_bytes", "Bytes of compressed samples held in the head", self.head_chunk_bytes.clone());
+        r.register("lastmile_tsdb_block_bytes", "Bytes of persisted blocks on disk", self.block_bytes.clone());
+        r.register("lastmile_tsdb_blocks", "Persisted blocks on disk", self.blocks.clone());
+        r.register("lastmile_tsdb_compactions", "Block compactions completed", self.compactions.clone());
+        r.register("lastmile_tsdb_head_flushes", "Head flushes into blocks completed", self.head_flushes.clone());
+    }
+}
