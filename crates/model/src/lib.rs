@@ -16,4 +16,4 @@ pub use batch::{BatchError, ExemplarInput, SeriesInput, WriteBatch};
 pub use labels::{Label, LabelRef, Labels, METRIC_NAME, hash_labels};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use metadata::{MetadataRef, MetricMetadata, MetricType};
-pub use sample::{STALE_NAN, Sample, is_stale_nan};
+pub use sample::{STALE_NAN, Sample, format_value, is_stale_nan};

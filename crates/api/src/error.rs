@@ -1,0 +1,67 @@
+//! Error responses: Prometheus's JSON envelope on every API path.
+
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use lastmile_query::QueryError;
+use lastmile_store::StoreError;
+
+#[derive(Debug)]
+pub enum ApiError {
+    BadData(String),
+    TooLarge(String),
+    UnsupportedMediaType(String),
+    NotFound(String),
+    Unavailable(String),
+    Internal(String),
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, &str) {
+        match self {
+            ApiError::BadData(m) => (StatusCode::BAD_REQUEST, "bad_data", m),
+            ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "bad_data", m),
+            ApiError::UnsupportedMediaType(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "bad_data", m),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
+            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
+            ApiError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", m),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, error_type, message) = self.parts();
+        if status.is_server_error() {
+            tracing::error!(status = status.as_u16(), error = message, "request failed");
+        }
+        let body = serde_json::json!({"status": "error", "errorType": error_type, "error": message});
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::BadData(m) => ApiError::BadData(m),
+            QueryError::Storage(e) => e.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::WalFailed(m) => ApiError::Unavailable(m),
+            StoreError::SeriesIdsExhausted(_) => ApiError::Unavailable(e.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+pub async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("no such endpoint: {}", uri.path()))
+}

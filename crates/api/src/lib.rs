@@ -1,0 +1,70 @@
+//! The HTTP API: every route lastmile serves, wired to receivers, store and query.
+
+mod error;
+mod home;
+mod params;
+mod process;
+mod prom_read;
+mod remote_write;
+mod self_metrics;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use lastmile_store::Db;
+
+pub use error::ApiError;
+pub use process::{ProcessStats, process_stats};
+pub use self_metrics::SelfMetrics;
+
+/// Request limits; a client over them gets 413 before anything is decompressed.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest request body accepted, as sent (compressed).
+    pub max_request_bytes: usize,
+    /// Largest body after decompression.
+    pub max_decompressed_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_bytes: 32 << 20,
+            max_decompressed_bytes: 32 << 20,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Arc<Db>,
+    pub limits: Limits,
+    pub metrics: Arc<SelfMetrics>,
+    /// Shown on the status page and `/api/v1/status/buildinfo`.
+    pub version: &'static str,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(home::page))
+        .route("/api/v1/write", post(remote_write::handle))
+        .route("/api/v1/series", get(prom_read::series).post(prom_read::series))
+        .route("/api/v1/labels", get(prom_read::labels).post(prom_read::labels))
+        .route("/api/v1/label/{name}/values", get(prom_read::label_values))
+        .route("/api/v1/query_exemplars", get(prom_read::exemplars).post(prom_read::exemplars))
+        .route("/api/v1/metadata", get(prom_read::metadata))
+        .route("/api/v1/status/tsdb", get(prom_read::tsdb_status))
+        .route("/api/v1/status/buildinfo", get(prom_read::buildinfo))
+        .route("/api/v1/export", get(prom_read::export).post(prom_read::export))
+        .route("/api/v1/admin/tsdb/flush", post(prom_read::flush))
+        .route("/metrics", get(self_metrics::render))
+        .route("/-/healthy", get(|| async { "lastmile is Healthy.\n" }))
+        .route("/-/ready", get(|| async { "lastmile is Ready.\n" }))
+        .fallback(error::not_found)
+        // Remote write enforces its own limit; others get axum's default.
+        .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), self_metrics::track))
+        .with_state(state)
+}

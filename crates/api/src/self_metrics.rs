@@ -1,0 +1,120 @@
+//! Self-metrics on `/metrics`: HTTP traffic, remote write, the store, the process.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::AppState;
+use crate::remote_write::RejectReason;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandlerLabels {
+    handler: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandlerOnly {
+    handler: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+pub struct SelfMetrics {
+    registry: Registry,
+    http_requests: Family<HandlerLabels, Counter>,
+    http_duration: Family<HandlerOnly, Histogram>,
+    rw_samples: Counter,
+    rw_bytes: Counter,
+    rw_rejected: Family<ReasonLabels, Counter>,
+}
+
+impl SelfMetrics {
+    /// Creates the registry; the store registers its own metrics into it first.
+    pub fn new(store: &lastmile_store::StoreMetrics) -> Self {
+        let mut registry = Registry::default();
+        store.register(&mut registry);
+        let http_requests = Family::<HandlerLabels, Counter>::default();
+        let http_duration = Family::<HandlerOnly, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.0001, 4.0, 10)));
+        let m = SelfMetrics {
+            http_requests: http_requests.clone(),
+            http_duration: http_duration.clone(),
+            rw_samples: Counter::default(),
+            rw_bytes: Counter::default(),
+            rw_rejected: Family::default(),
+            registry,
+        };
+        let mut m = m;
+        let start_time_seconds = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        m.registry.register_collector(Box::new(crate::process::ProcessCollector { start_time_seconds }));
+        let r = &mut m.registry;
+        r.register("lastmile_http_requests", "HTTP requests by handler and status code", http_requests);
+        r.register("lastmile_http_request_duration_seconds", "HTTP request latency by handler", http_duration);
+        r.register("lastmile_remote_write_samples_received", "Samples in accepted remote-write requests", m.rw_samples.clone());
+        r.register("lastmile_remote_write_received_bytes", "Remote-write request bytes as sent (compressed)", m.rw_bytes.clone());
+        r.register(
+            "lastmile_remote_write_rejected_requests",
+            "Remote-write requests refused whole, by reason",
+            m.rw_rejected.clone(),
+        );
+        m
+    }
+
+    pub fn remote_write_received(&self, bytes: u64, samples: u64) {
+        self.rw_bytes.inc_by(bytes);
+        self.rw_samples.inc_by(samples);
+    }
+
+    pub fn remote_write_rejected(&self, reason: RejectReason) {
+        self.rw_rejected.get_or_create(&ReasonLabels { reason: reason.as_str() }).inc();
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Encoding into a String cannot fail except on a formatter bug.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+pub async fn render(State(st): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        st.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// Middleware: counts requests and times them per route pattern (not per raw path, so a
+/// scanner cannot create unbounded label values).
+pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let handler = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "other".into());
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    st.metrics
+        .http_duration
+        .get_or_create(&HandlerOnly { handler: handler.clone() })
+        .observe(start.elapsed().as_secs_f64());
+    st.metrics
+        .http_requests
+        .get_or_create(&HandlerLabels {
+            handler,
+            code: resp.status().as_u16().to_string(),
+        })
+        .inc();
+    resp
+}

@@ -1,0 +1,97 @@
+//! Command-line interface.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "lastmile",
+    version,
+    about = "Metrics, traces and logs for Go services: one binary with an embedded store.",
+    long_about = "lastmile collects metrics (Prometheus remote write), keeps them in an embedded \
+time-series store and answers Prometheus-compatible HTTP queries.\n\n\
+Start with `lastmile serve --demo` and open http://127.0.0.1:7070/."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LogArgs {
+    /// Log format: `text` (key=value, for people) or `json` (one object per line).
+    #[arg(long, global = true, value_enum, default_value = "text", env = "LASTMILE_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// Log level or filter (error, warn, info, debug, trace, or e.g. `info,lastmile_store=debug`).
+    /// RUST_LOG overrides it.
+    #[arg(long, global = true, default_value = "info", env = "LASTMILE_LOG_LEVEL")]
+    pub log_level: String,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server: ingest, store and query on one HTTP address.
+    Serve(ServeArgs),
+    /// Measure lastmile against VictoriaMetrics and Prometheus on the same load.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// YAML configuration file (storage, limits). Command-line flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where the WAL and blocks live. Created if missing; one process per directory.
+    #[arg(long, value_name = "DIR", default_value = "./lastmile-data")]
+    pub data_dir: PathBuf,
+    /// HTTP address for the UI, remote write and the query APIs. Port 0 picks a free port;
+    /// the chosen address is printed at startup.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
+    pub http_addr: SocketAddr,
+    /// OTLP/gRPC address (OTLP receivers are not in this build yet; the address is checked
+    /// and reserved).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:4317")]
+    pub otlp_grpc_addr: SocketAddr,
+    /// OTLP/HTTP address (OTLP receivers are not in this build yet; the address is checked
+    /// and reserved).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:4318")]
+    pub otlp_http_addr: SocketAddr,
+    /// Generate a simulated fleet of Go services (HTTP latency histograms, GC, goroutines,
+    /// process metrics), with the last hour backfilled, so there is data to look at at once.
+    #[arg(long)]
+    pub demo: bool,
+    /// How long to keep data, e.g. 15d, 12h, 4w (overrides storage.retention in the config).
+    #[arg(long, value_name = "DURATION")]
+    pub retention: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub kind: BenchKind,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum BenchKind {
+    /// Remote-write ingest: samples/s, CPU, RSS per series and disk bytes per sample for
+    /// lastmile, VictoriaMetrics and Prometheus under the same load.
+    Ingest(lastmile_bench::IngestArgs),
+}
+
+impl From<BenchArgs> for lastmile_bench::BenchCommand {
+    fn from(a: BenchArgs) -> Self {
+        match a.kind {
+            BenchKind::Ingest(i) => lastmile_bench::BenchCommand::Ingest(i),
+        }
+    }
+}

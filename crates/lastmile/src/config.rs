@@ -1,0 +1,186 @@
+//! The YAML configuration file of `lastmile serve`, in Prometheus's style: durations like
+//! `15d`, sizes like `32MiB`, unknown keys refused so typos do not pass silently.
+//!
+//! ```yaml
+//! storage:
+//!   retention: 15d          # delete blocks older than this
+//!   wal_sync: fsync         # fsync: ack after fdatasync | write: ack after write(2)
+//!   wal_sync_interval: 1s   # with wal_sync: write, how often to fdatasync
+//!   max_exemplars: 100000   # exemplars kept in memory
+//! limits:
+//!   max_request_bytes: 32MiB       # compressed request body
+//!   max_decompressed_bytes: 32MiB  # after snappy/zstd
+//! ```
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use lastmile_api::Limits;
+use lastmile_model::duration::parse_duration;
+use lastmile_store::{DbOptions, WalSync};
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    pub retention: Option<String>,
+    /// Time range of blocks cut from the head (Prometheus uses 2h; mostly for tests).
+    pub block_range: Option<String>,
+    pub wal_sync: Option<WalSyncMode>,
+    pub wal_sync_interval: Option<String>,
+    pub max_exemplars: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WalSyncMode {
+    Fsync,
+    Write,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub max_request_bytes: Option<ByteSize>,
+    pub max_decompressed_bytes: Option<ByteSize>,
+}
+
+/// A size given as a number of bytes or a string such as `32MiB`, `512KB`, `1GiB`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(try_from = "SizeRepr")]
+pub struct ByteSize(pub u64);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SizeRepr {
+    Number(u64),
+    Text(String),
+}
+
+impl TryFrom<SizeRepr> for ByteSize {
+    type Error = String;
+    fn try_from(r: SizeRepr) -> Result<Self, String> {
+        match r {
+            SizeRepr::Number(n) => Ok(ByteSize(n)),
+            SizeRepr::Text(s) => parse_size(&s).map(ByteSize),
+        }
+    }
+}
+
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("invalid size {s:?}: expected e.g. 32MiB"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" => 1000,
+        "KiB" => 1 << 10,
+        "MB" => 1_000_000,
+        "MiB" => 1 << 20,
+        "GB" => 1_000_000_000,
+        "GiB" => 1 << 30,
+        other => return Err(format!("invalid size unit {other:?} in {s:?}: use B, KB, KiB, MB, MiB, GB or GiB")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+impl Config {
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
+    }
+
+    /// Store options from the config, with `retention_flag` taking precedence.
+    pub fn db_options(&self, retention_flag: Option<&str>) -> anyhow::Result<DbOptions> {
+        let mut o = DbOptions::default();
+        let s = &self.storage;
+        if let Some(r) = retention_flag.or(s.retention.as_deref()) {
+            o.retention = parse_duration(r)?;
+            if o.retention < Duration::from_secs(3600) {
+                bail!("retention {r} is shorter than the 1h minimum");
+            }
+        }
+        if let Some(b) = &s.block_range {
+            o.block_range = parse_duration(b)?;
+            if o.block_range < Duration::from_secs(60) {
+                bail!("storage.block_range {b} is shorter than the 1m minimum");
+            }
+        }
+        let interval = match &s.wal_sync_interval {
+            Some(i) => parse_duration(i)?,
+            None => Duration::from_secs(1),
+        };
+        o.wal_sync = match s.wal_sync.unwrap_or(WalSyncMode::Fsync) {
+            WalSyncMode::Fsync => WalSync::Fsync,
+            WalSyncMode::Write => WalSync::Write { interval },
+        };
+        if let Some(n) = s.max_exemplars {
+            o.max_exemplars = n;
+        }
+        Ok(o)
+    }
+
+    pub fn limits(&self) -> Limits {
+        let mut l = Limits::default();
+        if let Some(b) = self.limits.max_request_bytes {
+            l.max_request_bytes = b.0 as usize;
+        }
+        if let Some(b) = self.limits.max_decompressed_bytes {
+            l.max_decompressed_bytes = b.0 as usize;
+        }
+        l
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> anyhow::Result<Config> {
+        let dir = tempfile::tempdir()?;
+        let p = dir.path().join("c.yml");
+        std::fs::write(&p, yaml)?;
+        Config::load(&p)
+    }
+
+    #[test]
+    fn full_config_parses() {
+        let c = parse("storage:\n  retention: 30d\n  wal_sync: write\n  wal_sync_interval: 2s\nlimits:\n  max_request_bytes: 8MiB\n  max_decompressed_bytes: 1048576\n").unwrap();
+        let o = c.db_options(None).unwrap();
+        assert_eq!(o.retention, Duration::from_secs(30 * 86400));
+        assert_eq!(o.wal_sync, WalSync::Write { interval: Duration::from_secs(2) });
+        assert_eq!(c.limits().max_request_bytes, 8 << 20);
+        assert_eq!(c.limits().max_decompressed_bytes, 1 << 20);
+        assert_eq!(c.db_options(Some("2d")).unwrap().retention, Duration::from_secs(2 * 86400));
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_errors() {
+        let e = parse("storage:\n  retension: 30d\n").unwrap_err();
+        assert!(e.to_string().contains("retension"), "{e}");
+        assert!(parse("limits:\n  max_request_bytes: 12 parsecs\n").is_err());
+        let c = parse("storage:\n  retention: 15x\n").unwrap();
+        assert!(c.db_options(None).unwrap_err().to_string().contains("15x"));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("32MiB"), Ok(32 << 20));
+        assert_eq!(parse_size("10KB"), Ok(10_000));
+        assert!(parse_size("MiB").is_err());
+    }
+}
