@@ -286,6 +286,7 @@ impl Db {
                 break;
             }
             self.persist_head_before(window_start(lo, range) + range)?;
+            ensure_progress(lo, self.head.min_t())?;
         }
         while let Some(group) = self.plan_compaction() {
             self.compact(group)?;
@@ -301,6 +302,7 @@ impl Db {
         while let (Some(lo), Some(hi)) = (self.head.min_t(), self.head.max_t()) {
             let boundary = (window_start(lo, range) + range).min(hi + 1);
             self.persist_head_before(boundary)?;
+            ensure_progress(lo, self.head.min_t())?;
         }
         Ok(())
     }
@@ -480,6 +482,16 @@ impl Db {
     /// Stops the WAL writer after syncing what it holds.
     pub fn close(&self) {
         self.wal.close();
+    }
+}
+
+/// A flush must move the head's start forward; if it did not, stop rather than loop.
+fn ensure_progress(before: i64, after: Option<i64>) -> Result<(), StoreError> {
+    match after {
+        Some(after) if after <= before => Err(StoreError::Stuck(format!(
+            "persisting the head did not advance its start time ({before} ms)"
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -14,6 +14,8 @@ pub enum StoreError {
     WalFailed(String),
     #[error("data directory {0} is in use by another lastmile process")]
     Locked(PathBuf),
+    #[error("store upkeep stopped: {0}")]
+    Stuck(String),
     #[error("series limit reached: the head holds {0} series, the most a 32-bit series id allows; restart to renumber")]
     SeriesIdsExhausted(u32),
 }

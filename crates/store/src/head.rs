@@ -308,6 +308,10 @@ impl Head {
         if w.new_series.is_empty() {
             return Ok(());
         }
+        // Check id room first so a request never creates some of its series and fails.
+        if (w.next_id as u64) + (w.new_series.len() as u64) >= SeriesId::MAX as u64 {
+            return Err(StoreError::SeriesIdsExhausted(self.num_series() as u32));
+        }
         let mut index = self.index.write();
         let mut table = self.series.write();
         let mut created = 0u64;
@@ -320,9 +324,6 @@ impl Head {
             if let Some(m) = w.by_hash.find(s.hash, |m| m.hash == s.hash && index.same_labels(&m.labels, labels)) {
                 w.resolved[i] = Some(m.clone());
                 continue;
-            }
-            if w.next_id == SeriesId::MAX {
-                return Err(StoreError::SeriesIdsExhausted(table.len() as u32));
             }
             let id = w.next_id;
             w.next_id += 1;
@@ -867,11 +868,12 @@ impl Head {
         }
         let removed_set = &removed;
         index.all.retain(|id| removed_set.binary_search(id).is_err());
-        drop(w);
+        // Still under the writer lock, so no append's min/max update is lost.
         self.min_t.store(min_t, Ordering::Release);
         if min_t == i64::MAX {
             self.max_t.store(i64::MIN, Ordering::Release);
         }
+        drop(w);
         self.chunk_bytes.fetch_sub(freed_bytes, Ordering::Relaxed);
         self.num_samples.fetch_sub(freed_samples.min(self.num_samples.load(Ordering::Relaxed)), Ordering::Relaxed);
         self.metrics.series_removed.inc_by(removed.len() as u64);

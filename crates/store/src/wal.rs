@@ -159,6 +159,9 @@ impl Wal {
             return Err(StoreError::WalFailed(msg.to_string()));
         }
         let mut st = self.shared.staging.lock();
+        if st.shutdown {
+            return Err(StoreError::WalFailed("the store is shutting down".into()));
+        }
         st.buf.extend_from_slice(frames);
         st.seq += 1;
         let seq = st.seq;
