@@ -20,7 +20,9 @@ impl ApiError {
         match self {
             ApiError::BadData(m) => (StatusCode::BAD_REQUEST, "bad_data", m),
             ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "bad_data", m),
-            ApiError::UnsupportedMediaType(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "bad_data", m),
+            ApiError::UnsupportedMediaType(m) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "bad_data", m)
+            }
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
             ApiError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", m),
@@ -38,7 +40,8 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(status = status.as_u16(), error = message, "request failed");
         }
-        let body = serde_json::json!({"status": "error", "errorType": error_type, "error": message});
+        let body =
+            serde_json::json!({"status": "error", "errorType": error_type, "error": message});
         (status, axum::Json(body)).into_response()
     }
 }

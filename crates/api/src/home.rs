@@ -6,12 +6,17 @@ use axum::response::Html;
 use crate::AppState;
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 pub async fn page(State(st): State<AppState>) -> Html<String> {
     let db = st.db.clone();
-    let status = tokio::task::spawn_blocking(move || db.status(15)).await.ok();
+    let status = tokio::task::spawn_blocking(move || db.status(15))
+        .await
+        .ok();
     let mut rows = String::new();
     let (mut series, mut samples, mut blocks) = (0, 0, 0);
     if let Some(s) = &status {
@@ -20,7 +25,10 @@ pub async fn page(State(st): State<AppState>) -> Html<String> {
         blocks = s.blocks.len();
         for (name, n) in &s.cardinality.series_count_by_metric_name {
             let link = format!("/api/v1/series?match[]={}", escape(name));
-            rows.push_str(&format!("<tr><td><a href=\"{link}\">{}</a></td><td class=n>{n}</td></tr>", escape(name)));
+            rows.push_str(&format!(
+                "<tr><td><a href=\"{link}\">{}</a></td><td class=n>{n}</td></tr>",
+                escape(name)
+            ));
         }
     }
     let p = crate::process::process_stats();

@@ -50,14 +50,26 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(home::page))
         .route("/api/v1/write", post(remote_write::handle))
-        .route("/api/v1/series", get(prom_read::series).post(prom_read::series))
-        .route("/api/v1/labels", get(prom_read::labels).post(prom_read::labels))
+        .route(
+            "/api/v1/series",
+            get(prom_read::series).post(prom_read::series),
+        )
+        .route(
+            "/api/v1/labels",
+            get(prom_read::labels).post(prom_read::labels),
+        )
         .route("/api/v1/label/{name}/values", get(prom_read::label_values))
-        .route("/api/v1/query_exemplars", get(prom_read::exemplars).post(prom_read::exemplars))
+        .route(
+            "/api/v1/query_exemplars",
+            get(prom_read::exemplars).post(prom_read::exemplars),
+        )
         .route("/api/v1/metadata", get(prom_read::metadata))
         .route("/api/v1/status/tsdb", get(prom_read::tsdb_status))
         .route("/api/v1/status/buildinfo", get(prom_read::buildinfo))
-        .route("/api/v1/export", get(prom_read::export).post(prom_read::export))
+        .route(
+            "/api/v1/export",
+            get(prom_read::export).post(prom_read::export),
+        )
         .route("/api/v1/admin/tsdb/flush", post(prom_read::flush))
         .route("/metrics", get(self_metrics::render))
         .route("/-/healthy", get(|| async { "lastmile is Healthy.\n" }))
@@ -65,6 +77,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::not_found)
         // Remote write enforces its own limit; others get axum's default.
         .layer(DefaultBodyLimit::disable())
-        .layer(axum::middleware::from_fn_with_state(state.clone(), self_metrics::track))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            self_metrics::track,
+        ))
         .with_state(state)
 }

@@ -17,11 +17,18 @@ pub struct Params(Vec<(String, String)>);
 
 impl Params {
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn all(&self, key: &str) -> Vec<String> {
-        self.0.iter().filter(|(k, _)| k == key).map(|(_, v)| v.clone()).collect()
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 
     pub fn time(&self, key: &str) -> Result<Option<i64>, ApiError> {
@@ -39,7 +46,11 @@ impl Params {
             Some(v) => v
                 .parse::<usize>()
                 .map(|n| if n == 0 { None } else { Some(n) })
-                .map_err(|_| ApiError::BadData(format!("invalid parameter {key:?}: {v:?} is not a non-negative integer"))),
+                .map_err(|_| {
+                    ApiError::BadData(format!(
+                        "invalid parameter {key:?}: {v:?} is not a non-negative integer"
+                    ))
+                }),
         }
     }
 }

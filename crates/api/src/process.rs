@@ -21,14 +21,23 @@ pub fn process_stats() -> ProcessStats {
     {
         let fields: Vec<&str> = rest.split_whitespace().collect();
         // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
-        let ticks: f64 = fields.get(11..13).map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()).unwrap_or(0.0);
+        let ticks: f64 = fields
+            .get(11..13)
+            .map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
+            .unwrap_or(0.0);
         // SAFETY: sysconf only reads a configuration value.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
         p.cpu_seconds = ticks / hz;
     }
     if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
         for line in status.lines() {
-            let kb = |l: &str| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) * 1024;
+            let kb = |l: &str| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+                    * 1024
+            };
             if line.starts_with("VmRSS:") {
                 p.rss_bytes = kb(line);
             } else if line.starts_with("VmHWM:") {
@@ -36,7 +45,9 @@ pub fn process_stats() -> ProcessStats {
             }
         }
     }
-    p.open_fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count() as u64).unwrap_or(0);
+    p.open_fds = std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count() as u64)
+        .unwrap_or(0);
     p
 }
 
@@ -50,12 +61,33 @@ impl Collector for ProcessCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let p = process_stats();
         let cpu = ConstCounter::new(p.cpu_seconds);
-        cpu.encode(enc.encode_descriptor("process_cpu_seconds", "Total user and system CPU time spent in seconds", None, cpu.metric_type())?)?;
+        cpu.encode(enc.encode_descriptor(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds",
+            None,
+            cpu.metric_type(),
+        )?)?;
         for (name, help, v) in [
-            ("process_resident_memory_bytes", "Resident memory size in bytes", p.rss_bytes as f64),
-            ("process_peak_resident_memory_bytes", "Peak resident memory size in bytes", p.peak_rss_bytes as f64),
-            ("process_open_fds", "Number of open file descriptors", p.open_fds as f64),
-            ("process_start_time_seconds", "Start time of the process since the Unix epoch in seconds", self.start_time_seconds),
+            (
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes",
+                p.rss_bytes as f64,
+            ),
+            (
+                "process_peak_resident_memory_bytes",
+                "Peak resident memory size in bytes",
+                p.peak_rss_bytes as f64,
+            ),
+            (
+                "process_open_fds",
+                "Number of open file descriptors",
+                p.open_fds as f64,
+            ),
+            (
+                "process_start_time_seconds",
+                "Start time of the process since the Unix epoch in seconds",
+                self.start_time_seconds,
+            ),
         ] {
             let g = ConstGauge::new(v);
             g.encode(enc.encode_descriptor(name, help, None, g.metric_type())?)?;

@@ -30,24 +30,44 @@ pub async fn series(State(st): State<AppState>, p: Params) -> Result<Response, A
 
 pub async fn labels(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
     let sets = parse_match_params(&p.all("match[]"))?;
-    Ok(success(mq::label_names(&st.db, &sets, range(&p)?, p.usize("limit")?)?))
+    Ok(success(mq::label_names(
+        &st.db,
+        &sets,
+        range(&p)?,
+        p.usize("limit")?,
+    )?))
 }
 
-pub async fn label_values(State(st): State<AppState>, Path(name): Path<String>, p: Params) -> Result<Response, ApiError> {
+pub async fn label_values(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    p: Params,
+) -> Result<Response, ApiError> {
     if !is_label_name(&name) {
         return Err(ApiError::BadData(format!("invalid label name: {name:?}")));
     }
     let sets = parse_match_params(&p.all("match[]"))?;
-    Ok(success(mq::label_values(&st.db, &name, &sets, range(&p)?, p.usize("limit")?)?))
+    Ok(success(mq::label_values(
+        &st.db,
+        &name,
+        &sets,
+        range(&p)?,
+        p.usize("limit")?,
+    )?))
 }
 
 fn is_label_name(s: &str) -> bool {
     let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 pub async fn exemplars(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
-    let query = p.get("query").ok_or_else(|| ApiError::BadData("missing parameter \"query\"".into()))?;
+    let query = p
+        .get("query")
+        .ok_or_else(|| ApiError::BadData("missing parameter \"query\"".into()))?;
     let sets = selectors_in_expr(query)?;
     let r = range(&p)?;
     let data: Vec<Value> = st
@@ -87,7 +107,11 @@ pub async fn tsdb_status(State(st): State<AppState>, p: Params) -> Result<Respon
     let s = tokio::task::spawn_blocking(move || db.status(limit))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let pairs = |v: &[(String, u64)]| -> Vec<Value> { v.iter().map(|(n, c)| json!({"name": n, "value": c})).collect() };
+    let pairs = |v: &[(String, u64)]| -> Vec<Value> {
+        v.iter()
+            .map(|(n, c)| json!({"name": n, "value": c}))
+            .collect()
+    };
     let c = &s.cardinality;
     Ok(success(json!({
         "headStats": {
@@ -107,7 +131,9 @@ pub async fn tsdb_status(State(st): State<AppState>, p: Params) -> Result<Respon
 }
 
 pub async fn buildinfo(State(st): State<AppState>) -> Response {
-    success(json!({"version": st.version, "revision": "", "branch": "", "buildUser": "", "buildDate": "", "goVersion": ""}))
+    success(
+        json!({"version": st.version, "revision": "", "branch": "", "buildUser": "", "buildDate": "", "goVersion": ""}),
+    )
 }
 
 /// Raw samples as JSON lines, one series per line, in VictoriaMetrics's export format:
@@ -124,11 +150,20 @@ pub async fn export(State(st): State<AppState>, p: Params) -> Result<Response, A
         let values: Vec<Value> = s
             .samples
             .iter()
-            .map(|x| if x.v.is_finite() { json!(x.v) } else { json!(format_value(x.v)) })
+            .map(|x| {
+                if x.v.is_finite() {
+                    json!(x.v)
+                } else {
+                    json!(format_value(x.v))
+                }
+            })
             .collect();
         let timestamps: Vec<i64> = s.samples.iter().map(|x| x.t).collect();
-        serde_json::to_writer(&mut out, &json!({"metric": s.labels, "values": values, "timestamps": timestamps}))
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        serde_json::to_writer(
+            &mut out,
+            &json!({"metric": s.labels, "values": values, "timestamps": timestamps}),
+        )
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
         out.push(b'\n');
     }
     Ok(([(header::CONTENT_TYPE, "application/stream+json")], out).into_response())

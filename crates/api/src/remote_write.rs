@@ -10,7 +10,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
-use lastmile_receivers::remote_write::{ContentEncoding, decode_write_request, decompress, verify_crc32c};
+use lastmile_receivers::remote_write::{
+    ContentEncoding, decode_write_request, decompress, verify_crc32c,
+};
 use serde_json::json;
 
 use crate::{ApiError, AppState};
@@ -57,14 +59,28 @@ type Refusal = (RejectReason, ApiError);
 async fn write(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Response, Refusal> {
     let limit = st.limits.max_request_bytes;
     let too_large = |what: String| (RejectReason::TooLarge, ApiError::TooLarge(what));
-    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
         && len > limit as u64
     {
-        return Err(too_large(format!("request body of {len} bytes exceeds the limit of {limit} bytes")));
+        return Err(too_large(format!(
+            "request body of {len} bytes exceeds the limit of {limit} bytes"
+        )));
     }
     check_content_type(headers)?;
-    let encoding = ContentEncoding::from_header(headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()))
-        .map_err(|e| (RejectReason::UnsupportedMediaType, ApiError::UnsupportedMediaType(e.to_string())))?;
+    let encoding = ContentEncoding::from_header(
+        headers
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok()),
+    )
+    .map_err(|e| {
+        (
+            RejectReason::UnsupportedMediaType,
+            ApiError::UnsupportedMediaType(e.to_string()),
+        )
+    })?;
     let body = http_body_util::Limited::new(body, limit)
         .collect()
         .await
@@ -72,19 +88,26 @@ async fn write(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Respons
             if e.is::<http_body_util::LengthLimitError>() {
                 too_large(format!("request body exceeds the limit of {limit} bytes"))
             } else {
-                (RejectReason::BadProtobuf, ApiError::BadData(format!("could not read request body: {e}")))
+                (
+                    RejectReason::BadProtobuf,
+                    ApiError::BadData(format!("could not read request body: {e}")),
+                )
             }
         })?
         .to_bytes();
     if let Some(crc) = headers.get("x-content-crc32c") {
         let crc = crc.to_str().unwrap_or("");
-        verify_crc32c(crc, &body).map_err(|e| (RejectReason::CrcMismatch, ApiError::BadData(e.to_string())))?;
+        verify_crc32c(crc, &body)
+            .map_err(|e| (RejectReason::CrcMismatch, ApiError::BadData(e.to_string())))?;
     }
     let raw = decompress(encoding, &body, st.limits.max_decompressed_bytes).map_err(|e| {
         if e.is_too_large() {
             too_large(e.to_string())
         } else {
-            (RejectReason::BadCompression, ApiError::BadData(e.to_string()))
+            (
+                RejectReason::BadCompression,
+                ApiError::BadData(e.to_string()),
+            )
         }
     })?;
     let (batch, unsupported) = decode_write_request(&raw).map_err(|e| {
@@ -94,12 +117,22 @@ async fn write(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Respons
         };
         (reason, ApiError::BadData(e.to_string()))
     })?;
-    st.metrics.remote_write_received(body.len() as u64, batch.num_samples() as u64);
-    let outcome = st.db.write(&batch).await.map_err(|e| (RejectReason::Unavailable, ApiError::from(e)))?;
+    st.metrics
+        .remote_write_received(body.len() as u64, batch.num_samples() as u64);
+    let outcome = st
+        .db
+        .write(&batch)
+        .await
+        .map_err(|e| (RejectReason::Unavailable, ApiError::from(e)))?;
     let written = outcome.samples.to_string();
-    let rejected = outcome.rejected() + outcome.exemplars_rejected + unsupported.native_histograms as u64;
+    let rejected =
+        outcome.rejected() + outcome.exemplars_rejected + unsupported.native_histograms as u64;
     if rejected == 0 {
-        return Ok((StatusCode::NO_CONTENT, [("X-Prometheus-Remote-Write-Samples-Written", written)]).into_response());
+        return Ok((
+            StatusCode::NO_CONTENT,
+            [("X-Prometheus-Remote-Write-Samples-Written", written)],
+        )
+            .into_response());
     }
     // Part of the request could not be stored: the rest is, and the answer says what.
     let body = json!({
@@ -116,38 +149,64 @@ async fn write(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Respons
         },
         "warnings": rejection_warnings(&outcome, unsupported.native_histograms),
     });
-    Ok((StatusCode::OK, [("X-Prometheus-Remote-Write-Samples-Written", written)], axum::Json(body)).into_response())
+    Ok((
+        StatusCode::OK,
+        [("X-Prometheus-Remote-Write-Samples-Written", written)],
+        axum::Json(body),
+    )
+        .into_response())
 }
 
 fn rejection_warnings(o: &lastmile_store::AppendOutcome, histograms: u32) -> Vec<String> {
     let mut w = Vec::new();
     if o.out_of_order > 0 {
-        w.push(format!("{} samples were older than the newest sample of their series and were not stored", o.out_of_order));
+        w.push(format!(
+            "{} samples were older than the newest sample of their series and were not stored",
+            o.out_of_order
+        ));
     }
     if o.too_old > 0 {
         w.push(format!("{} samples were too old for the head (persisted already, or over an hour behind its newest sample) and were not stored", o.too_old));
     }
     if o.duplicate_timestamp > 0 {
-        w.push(format!("{} samples repeated a timestamp with a different value and were not stored", o.duplicate_timestamp));
+        w.push(format!(
+            "{} samples repeated a timestamp with a different value and were not stored",
+            o.duplicate_timestamp
+        ));
     }
     if o.exemplars_rejected > 0 {
-        w.push(format!("{} exemplars were out of order or over the 128-character label limit", o.exemplars_rejected));
+        w.push(format!(
+            "{} exemplars were out of order or over the 128-character label limit",
+            o.exemplars_rejected
+        ));
     }
     if histograms > 0 {
-        w.push(format!("{histograms} native histogram series are not supported yet and were not stored"));
+        w.push(format!(
+            "{histograms} native histogram series are not supported yet and were not stored"
+        ));
     }
     w
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
-    let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+    let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
         return Ok(());
     };
     let lower = ct.to_ascii_lowercase();
     let media = lower.split(';').next().unwrap_or("").trim();
-    let unsupported = |msg: String| (RejectReason::UnsupportedMediaType, ApiError::UnsupportedMediaType(msg));
+    let unsupported = |msg: String| {
+        (
+            RejectReason::UnsupportedMediaType,
+            ApiError::UnsupportedMediaType(msg),
+        )
+    };
     if media != "application/x-protobuf" {
-        return Err(unsupported(format!("unsupported Content-Type {ct:?}: remote write sends application/x-protobuf")));
+        return Err(unsupported(format!(
+            "unsupported Content-Type {ct:?}: remote write sends application/x-protobuf"
+        )));
     }
     if lower.contains("proto=io.prometheus.write.v2.request") {
         return Err(unsupported(

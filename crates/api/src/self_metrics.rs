@@ -46,7 +46,9 @@ impl SelfMetrics {
         let mut registry = Registry::default();
         store.register(&mut registry);
         let http_requests = Family::<HandlerLabels, Counter>::default();
-        let http_duration = Family::<HandlerOnly, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.0001, 4.0, 10)));
+        let http_duration = Family::<HandlerOnly, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 4.0, 10))
+        });
         let m = SelfMetrics {
             http_requests: http_requests.clone(),
             http_duration: http_duration.clone(),
@@ -60,12 +62,31 @@ impl SelfMetrics {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
-        m.registry.register_collector(Box::new(crate::process::ProcessCollector { start_time_seconds }));
+        m.registry
+            .register_collector(Box::new(crate::process::ProcessCollector {
+                start_time_seconds,
+            }));
         let r = &mut m.registry;
-        r.register("lastmile_http_requests", "HTTP requests by handler and status code", http_requests);
-        r.register("lastmile_http_request_duration_seconds", "HTTP request latency by handler", http_duration);
-        r.register("lastmile_remote_write_samples_received", "Samples in accepted remote-write requests", m.rw_samples.clone());
-        r.register("lastmile_remote_write_received_bytes", "Remote-write request bytes as sent (compressed)", m.rw_bytes.clone());
+        r.register(
+            "lastmile_http_requests",
+            "HTTP requests by handler and status code",
+            http_requests,
+        );
+        r.register(
+            "lastmile_http_request_duration_seconds",
+            "HTTP request latency by handler",
+            http_duration,
+        );
+        r.register(
+            "lastmile_remote_write_samples_received",
+            "Samples in accepted remote-write requests",
+            m.rw_samples.clone(),
+        );
+        r.register(
+            "lastmile_remote_write_received_bytes",
+            "Remote-write request bytes as sent (compressed)",
+            m.rw_bytes.clone(),
+        );
         r.register(
             "lastmile_remote_write_rejected_requests",
             "Remote-write requests refused whole, by reason",
@@ -80,7 +101,11 @@ impl SelfMetrics {
     }
 
     pub fn remote_write_rejected(&self, reason: RejectReason) {
-        self.rw_rejected.get_or_create(&ReasonLabels { reason: reason.as_str() }).inc();
+        self.rw_rejected
+            .get_or_create(&ReasonLabels {
+                reason: reason.as_str(),
+            })
+            .inc();
     }
 
     pub fn encode(&self) -> String {
@@ -93,7 +118,10 @@ impl SelfMetrics {
 
 pub async fn render(State(st): State<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         st.metrics.encode(),
     )
         .into_response()
@@ -102,12 +130,18 @@ pub async fn render(State(st): State<AppState>) -> Response {
 /// Middleware: counts requests and times them per route pattern (not per raw path, so a
 /// scanner cannot create unbounded label values).
 pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let handler = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "other".into());
+    let handler = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "other".into());
     let start = Instant::now();
     let resp = next.run(req).await;
     st.metrics
         .http_duration
-        .get_or_create(&HandlerOnly { handler: handler.clone() })
+        .get_or_create(&HandlerOnly {
+            handler: handler.clone(),
+        })
         .observe(start.elapsed().as_secs_f64());
     st.metrics
         .http_requests

@@ -24,11 +24,22 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct LogArgs {
     /// Log format: `text` (key=value, for people) or `json` (one object per line).
-    #[arg(long, global = true, value_enum, default_value = "text", env = "LASTMILE_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "LASTMILE_LOG_FORMAT"
+    )]
     pub log_format: LogFormat,
     /// Log level or filter (error, warn, info, debug, trace, or e.g. `info,lastmile_store=debug`).
     /// RUST_LOG overrides it.
-    #[arg(long, global = true, default_value = "info", env = "LASTMILE_LOG_LEVEL")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "info",
+        env = "LASTMILE_LOG_LEVEL"
+    )]
     pub log_level: String,
 }
 

@@ -81,7 +81,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("invalid size {s:?}: expected e.g. 32MiB"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}: expected e.g. 32MiB"))?;
     let mult: u64 = match unit.trim() {
         "" | "B" => 1,
         "KB" => 1000,
@@ -90,18 +92,25 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "MiB" => 1 << 20,
         "GB" => 1_000_000_000,
         "GiB" => 1 << 30,
-        other => return Err(format!("invalid size unit {other:?} in {s:?}: use B, KB, KiB, MB, MiB, GB or GiB")),
+        other => {
+            return Err(format!(
+                "invalid size unit {other:?} in {s:?}: use B, KB, KiB, MB, MiB, GB or GiB"
+            ));
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
 }
 
 impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
         if text.trim().is_empty() {
             return Ok(Config::default());
         }
-        serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
+        serde_saphyr::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
     }
 
     /// Store options from the config, with `retention_flag` taking precedence.
@@ -162,10 +171,18 @@ mod tests {
         let c = parse("storage:\n  retention: 30d\n  wal_sync: write\n  wal_sync_interval: 2s\nlimits:\n  max_request_bytes: 8MiB\n  max_decompressed_bytes: 1048576\n").unwrap();
         let o = c.db_options(None).unwrap();
         assert_eq!(o.retention, Duration::from_secs(30 * 86400));
-        assert_eq!(o.wal_sync, WalSync::Write { interval: Duration::from_secs(2) });
+        assert_eq!(
+            o.wal_sync,
+            WalSync::Write {
+                interval: Duration::from_secs(2)
+            }
+        );
         assert_eq!(c.limits().max_request_bytes, 8 << 20);
         assert_eq!(c.limits().max_decompressed_bytes, 1 << 20);
-        assert_eq!(c.db_options(Some("2d")).unwrap().retention, Duration::from_secs(2 * 86400));
+        assert_eq!(
+            c.db_options(Some("2d")).unwrap().retention,
+            Duration::from_secs(2 * 86400)
+        );
     }
 
     #[test]

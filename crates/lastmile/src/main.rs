@@ -15,9 +15,15 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run(fut: impl std::future::Future<Output = anyhow::Result<()>>, log: &cli::LogArgs) -> std::process::ExitCode {
+fn run(
+    fut: impl std::future::Future<Output = anyhow::Result<()>>,
+    log: &cli::LogArgs,
+) -> std::process::ExitCode {
     init_logging(log);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -35,7 +41,8 @@ fn run(fut: impl std::future::Future<Output = anyhow::Result<()>>, log: &cli::Lo
 }
 
 fn init_logging(log: &cli::LogArgs) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.log_level));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.log_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

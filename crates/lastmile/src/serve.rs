@@ -23,10 +23,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store_metrics = Arc::new(StoreMetrics::default());
     let data_dir = args.data_dir.clone();
     let metrics_for_open = store_metrics.clone();
-    let (db, report) = tokio::task::spawn_blocking(move || Db::open(&data_dir, db_opts, metrics_for_open))
-        .await
-        .context("store startup panicked")?
-        .with_context(|| format!("cannot open the data directory {}", args.data_dir.display()))?;
+    let (db, report) =
+        tokio::task::spawn_blocking(move || Db::open(&data_dir, db_opts, metrics_for_open))
+            .await
+            .context("store startup panicked")?
+            .with_context(|| {
+                format!("cannot open the data directory {}", args.data_dir.display())
+            })?;
     tracing::info!(
         blocks = report.blocks,
         wal_frames = report.wal_frames,
@@ -64,7 +67,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
 
     let upkeep = tokio::spawn(upkeep_loop(db.clone()));
-    let demo = args.demo.then(|| tokio::spawn(crate::demo::run(db.clone())));
+    let demo = args
+        .demo
+        .then(|| tokio::spawn(crate::demo::run(db.clone())));
 
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
@@ -77,7 +82,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         d.abort();
     }
     let closing = db.clone();
-    tokio::task::spawn_blocking(move || closing.close()).await.ok();
+    tokio::task::spawn_blocking(move || closing.close())
+        .await
+        .ok();
     Ok(())
 }
 

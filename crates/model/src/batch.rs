@@ -118,7 +118,10 @@ impl<'a> WriteBatch<'a> {
     /// Closes the open series: sorts its labels, drops empty values (absent in
     /// Prometheus), rejects duplicates and a missing metric name, and hashes it.
     pub fn finish_series(&mut self) -> Result<(), BatchError> {
-        let open = self.open.take().expect("finish_series without begin_series");
+        let open = self
+            .open
+            .take()
+            .expect("finish_series without begin_series");
         let series = self.series.len();
         let start = open.labels_start as usize;
         let labels = &mut self.labels[start..];
@@ -188,7 +191,10 @@ impl<'a> WriteBatch<'a> {
 mod tests {
     use super::*;
 
-    fn one_series<'a>(b: &mut WriteBatch<'a>, labels: &[(&'a str, &'a str)]) -> Result<(), BatchError> {
+    fn one_series<'a>(
+        b: &mut WriteBatch<'a>,
+        labels: &[(&'a str, &'a str)],
+    ) -> Result<(), BatchError> {
         b.begin_series();
         for (n, v) in labels {
             b.push_label(n, v);
@@ -204,7 +210,10 @@ mod tests {
         let s = &b.series[0];
         let names: Vec<_> = b.series_labels(s).iter().map(|l| l.name).collect();
         assert_eq!(names, ["__name__", "job"]);
-        assert_eq!(s.hash, crate::Labels::from_pairs([("__name__", "up"), ("job", "a")]).hash());
+        assert_eq!(
+            s.hash,
+            crate::Labels::from_pairs([("__name__", "up"), ("job", "a")]).hash()
+        );
     }
 
     #[test]
@@ -212,7 +221,10 @@ mod tests {
         let mut b = WriteBatch::new();
         assert_eq!(
             one_series(&mut b, &[("__name__", "up"), ("a", "1"), ("a", "2")]),
-            Err(BatchError::DuplicateLabel { series: 0, name: "a".into() })
+            Err(BatchError::DuplicateLabel {
+                series: 0,
+                name: "a".into()
+            })
         );
         let mut b = WriteBatch::new();
         assert_eq!(
@@ -227,8 +239,22 @@ mod tests {
         b.begin_series();
         b.push_label("__name__", "x");
         let long = "a".repeat(200);
-        b.push_exemplar(&[LabelRef { name: "trace_id", value: &long }], 1, 1.0);
-        b.push_exemplar(&[LabelRef { name: "trace_id", value: "abc" }], 1, 1.0);
+        b.push_exemplar(
+            &[LabelRef {
+                name: "trace_id",
+                value: &long,
+            }],
+            1,
+            1.0,
+        );
+        b.push_exemplar(
+            &[LabelRef {
+                name: "trace_id",
+                value: "abc",
+            }],
+            1,
+            1.0,
+        );
         b.finish_series().unwrap();
         assert_eq!(b.invalid_exemplars, 1);
         assert_eq!(b.exemplars.len(), 1);

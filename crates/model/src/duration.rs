@@ -40,7 +40,9 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
         if digits == 0 {
             return Err(err("a number must precede each unit"));
         }
-        let n: u64 = rest[..digits].parse().map_err(|_| err("number too large"))?;
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| err("number too large"))?;
         rest = &rest[digits..];
         // "ms" must be tried before "m".
         let (idx, unit) = UNITS
@@ -84,10 +86,16 @@ mod tests {
 
     #[test]
     fn parses_prometheus_durations() {
-        assert_eq!(parse_duration("15d").unwrap(), Duration::from_secs(15 * 86400));
+        assert_eq!(
+            parse_duration("15d").unwrap(),
+            Duration::from_secs(15 * 86400)
+        );
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("1m1ms").unwrap(), Duration::from_millis(60_001));
+        assert_eq!(
+            parse_duration("1m1ms").unwrap(),
+            Duration::from_millis(60_001)
+        );
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
     }
 

@@ -42,7 +42,11 @@ pub struct Matcher {
 }
 
 impl Matcher {
-    pub fn new(op: MatchOp, name: impl Into<String>, value: impl Into<String>) -> Result<Self, MatcherError> {
+    pub fn new(
+        op: MatchOp,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<Self, MatcherError> {
         let name = name.into();
         let value = value.into();
         let regex = match op {
@@ -126,9 +130,21 @@ mod tests {
     #[test]
     fn absent_label_matches_empty() {
         assert!(Matcher::equal("x", "").matches_empty());
-        assert!(Matcher::new(MatchOp::NotEqual, "x", "y").unwrap().matches_empty());
-        assert!(!Matcher::new(MatchOp::Regex, "x", ".+").unwrap().matches_empty());
-        assert!(Matcher::new(MatchOp::NotRegex, "x", ".+").unwrap().matches_empty());
+        assert!(
+            Matcher::new(MatchOp::NotEqual, "x", "y")
+                .unwrap()
+                .matches_empty()
+        );
+        assert!(
+            !Matcher::new(MatchOp::Regex, "x", ".+")
+                .unwrap()
+                .matches_empty()
+        );
+        assert!(
+            Matcher::new(MatchOp::NotRegex, "x", ".+")
+                .unwrap()
+                .matches_empty()
+        );
     }
 
     #[test]
@@ -141,6 +157,11 @@ mod tests {
     fn set_matches_only_for_literal_alternations() {
         let m = Matcher::new(MatchOp::Regex, "a", "x|y").unwrap();
         assert_eq!(m.set_matches(), Some(vec!["x".into(), "y".into()]));
-        assert_eq!(Matcher::new(MatchOp::Regex, "a", "x.*").unwrap().set_matches(), None);
+        assert_eq!(
+            Matcher::new(MatchOp::Regex, "a", "x.*")
+                .unwrap()
+                .set_matches(),
+            None
+        );
     }
 }

@@ -101,15 +101,30 @@ mod tests {
 
     #[test]
     fn parses_rfc3339() {
-        assert_eq!(parse_api_time("2023-11-14T22:13:20Z").unwrap(), 1_700_000_000_000);
-        assert_eq!(parse_api_time("2023-11-14T22:13:20.5Z").unwrap(), 1_700_000_000_500);
-        assert_eq!(parse_api_time("2023-11-15T00:13:20+02:00").unwrap(), 1_700_000_000_000);
+        assert_eq!(
+            parse_api_time("2023-11-14T22:13:20Z").unwrap(),
+            1_700_000_000_000
+        );
+        assert_eq!(
+            parse_api_time("2023-11-14T22:13:20.5Z").unwrap(),
+            1_700_000_000_500
+        );
+        assert_eq!(
+            parse_api_time("2023-11-15T00:13:20+02:00").unwrap(),
+            1_700_000_000_000
+        );
         assert_eq!(parse_api_time("1970-01-01T00:00:00Z").unwrap(), 0);
     }
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "abc", "NaN", "2023-13-01T00:00:00Z", "2023-11-14 22:13:20"] {
+        for bad in [
+            "",
+            "abc",
+            "NaN",
+            "2023-13-01T00:00:00Z",
+            "2023-11-14 22:13:20",
+        ] {
             assert!(parse_api_time(bad).is_err(), "{bad}");
         }
     }

@@ -21,20 +21,31 @@ impl TimeRange {
             end: end.unwrap_or(MAX_TIME_MS),
         };
         if r.end < r.start {
-            return Err(QueryError::BadData("end timestamp must not be before start time".into()));
+            return Err(QueryError::BadData(
+                "end timestamp must not be before start time".into(),
+            ));
         }
         Ok(r)
     }
 }
 
 /// Label sets of the series any matcher set selects, sorted, each once.
-pub fn series(db: &Db, sets: &[Vec<Matcher>], range: TimeRange, limit: Option<usize>) -> Result<Vec<Labels>, QueryError> {
+pub fn series(
+    db: &Db,
+    sets: &[Vec<Matcher>],
+    range: TimeRange,
+    limit: Option<usize>,
+) -> Result<Vec<Labels>, QueryError> {
     if sets.is_empty() {
         return Err(QueryError::BadData("no match[] parameter provided".into()));
     }
     let mut out: Vec<Labels> = Vec::new();
     for set in sets {
-        out.extend(db.select(set, range.start, range.end, false)?.into_iter().map(|s| s.labels));
+        out.extend(
+            db.select(set, range.start, range.end, false)?
+                .into_iter()
+                .map(|s| s.labels),
+        );
     }
     out.sort();
     out.dedup();
@@ -44,7 +55,12 @@ pub fn series(db: &Db, sets: &[Vec<Matcher>], range: TimeRange, limit: Option<us
     Ok(out)
 }
 
-pub fn label_names(db: &Db, sets: &[Vec<Matcher>], range: TimeRange, limit: Option<usize>) -> Result<Vec<String>, QueryError> {
+pub fn label_names(
+    db: &Db,
+    sets: &[Vec<Matcher>],
+    range: TimeRange,
+    limit: Option<usize>,
+) -> Result<Vec<String>, QueryError> {
     let mut names = db.label_names(sets, range.start, range.end)?;
     if let Some(limit) = limit {
         names.truncate(limit);
@@ -52,7 +68,13 @@ pub fn label_names(db: &Db, sets: &[Vec<Matcher>], range: TimeRange, limit: Opti
     Ok(names)
 }
 
-pub fn label_values(db: &Db, name: &str, sets: &[Vec<Matcher>], range: TimeRange, limit: Option<usize>) -> Result<Vec<String>, QueryError> {
+pub fn label_values(
+    db: &Db,
+    name: &str,
+    sets: &[Vec<Matcher>],
+    range: TimeRange,
+    limit: Option<usize>,
+) -> Result<Vec<String>, QueryError> {
     let mut values = db.label_values(name, sets, range.start, range.end)?;
     if let Some(limit) = limit {
         values.truncate(limit);
@@ -68,7 +90,11 @@ pub struct ExportedSeries {
     pub samples: Vec<Sample>,
 }
 
-pub fn export(db: &Db, sets: &[Vec<Matcher>], range: TimeRange) -> Result<Vec<ExportedSeries>, QueryError> {
+pub fn export(
+    db: &Db,
+    sets: &[Vec<Matcher>],
+    range: TimeRange,
+) -> Result<Vec<ExportedSeries>, QueryError> {
     if sets.is_empty() {
         return Err(QueryError::BadData("no match[] parameter provided".into()));
     }
@@ -82,7 +108,10 @@ pub fn export(db: &Db, sets: &[Vec<Matcher>], range: TimeRange) -> Result<Vec<Ex
         .map(|s| {
             let mut samples = s.samples(range.start, range.end);
             samples.retain(|x| !is_stale_nan(x.v));
-            ExportedSeries { labels: s.labels, samples }
+            ExportedSeries {
+                labels: s.labels,
+                samples,
+            }
         })
         .filter(|s| !s.samples.is_empty())
         .collect())

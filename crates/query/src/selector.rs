@@ -1,6 +1,6 @@
 //! Series selectors: `up{job="api"}` into matcher sets, via the PromQL parser.
 
-use lastmile_model::{MatchOp, Matcher, METRIC_NAME};
+use lastmile_model::{METRIC_NAME, MatchOp, Matcher};
 use promql_parser::label::{MatchOp as PMatchOp, Matcher as PMatcher};
 use promql_parser::parser::{self, Expr, VectorSelector};
 
@@ -9,7 +9,8 @@ use crate::QueryError;
 /// Parses one series selector. A selector may hold `or`-ed groups (Prometheus 3), so the
 /// result is a list of matcher sets, any of which selects.
 pub fn parse_selector(input: &str) -> Result<Vec<Vec<Matcher>>, QueryError> {
-    let expr = parser::parse(input).map_err(|e| QueryError::BadData(format!("invalid series selector {input:?}: {e}")))?;
+    let expr = parser::parse(input)
+        .map_err(|e| QueryError::BadData(format!("invalid series selector {input:?}: {e}")))?;
     match expr {
         Expr::VectorSelector(vs) => vector_selector_sets(&vs),
         other => Err(QueryError::BadData(format!(
@@ -30,7 +31,8 @@ pub fn parse_match_params(params: &[String]) -> Result<Vec<Vec<Matcher>>, QueryE
 
 /// Every series selector inside a PromQL expression (what exemplar queries look at).
 pub fn selectors_in_expr(input: &str) -> Result<Vec<Vec<Matcher>>, QueryError> {
-    let expr = parser::parse(input).map_err(|e| QueryError::BadData(format!("invalid query {input:?}: {e}")))?;
+    let expr = parser::parse(input)
+        .map_err(|e| QueryError::BadData(format!("invalid query {input:?}: {e}")))?;
     let mut sets = Vec::new();
     walk(&expr, &mut sets)?;
     Ok(sets)
@@ -94,7 +96,8 @@ fn convert(m: &PMatcher) -> Result<Matcher, QueryError> {
         PMatchOp::Re(_) => MatchOp::Regex,
         PMatchOp::NotRe(_) => MatchOp::NotRegex,
     };
-    Matcher::new(op, m.name.clone(), m.value.clone()).map_err(|e| QueryError::BadData(e.to_string()))
+    Matcher::new(op, m.name.clone(), m.value.clone())
+        .map_err(|e| QueryError::BadData(e.to_string()))
 }
 
 fn expr_kind(e: &Expr) -> &'static str {
@@ -121,12 +124,26 @@ mod tests {
         let sets = parse_selector(r#"http_requests_total{job="api", code=~"5.."}"#).unwrap();
         assert_eq!(sets.len(), 1);
         let s: Vec<String> = sets[0].iter().map(|m| m.to_string()).collect();
-        assert_eq!(s, [r#"__name__="http_requests_total""#, r#"job="api""#, r#"code=~"5..""#]);
+        assert_eq!(
+            s,
+            [
+                r#"__name__="http_requests_total""#,
+                r#"job="api""#,
+                r#"code=~"5..""#
+            ]
+        );
     }
 
     #[test]
     fn rejects_non_selectors_and_empty_selectors() {
-        for bad in ["sum(up)", "1 + 1", "{}", r#"{job=""}"#, "up{", "rate(up[5m])"] {
+        for bad in [
+            "sum(up)",
+            "1 + 1",
+            "{}",
+            r#"{job=""}"#,
+            "up{",
+            "rate(up[5m])",
+        ] {
             let err = parse_selector(bad).unwrap_err();
             assert_eq!(err.error_type(), "bad_data", "{bad}: {err}");
         }

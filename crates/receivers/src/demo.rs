@@ -10,7 +10,9 @@ use rand::{Rng, SeedableRng};
 /// Scrape interval the demo simulates.
 pub const DEMO_INTERVAL_MS: i64 = 15_000;
 
-const BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 const GC_QUANTILES: [&str; 5] = ["0", "0.25", "0.5", "0.75", "1"];
 
 struct Service {
@@ -51,7 +53,10 @@ const SERVICES: [Service; 5] = [
     Service {
         name: "catalog",
         instances: 2,
-        routes: &[("GET", "/api/v1/products"), ("GET", "/api/v1/products/{id}")],
+        routes: &[
+            ("GET", "/api/v1/products"),
+            ("GET", "/api/v1/products/{id}"),
+        ],
         median_s: 0.015,
         rps: 30.0,
         error_ratio: 0.001,
@@ -162,11 +167,16 @@ impl DemoFleet {
                         median *= 6.0;
                     }
                     // Log-normal latency: exp(N(ln median, 0.6)), via Box-Muller.
-                    let (u1, u2): (f64, f64) = (self.rng.random_range(1e-12..1.0), self.rng.random());
+                    let (u1, u2): (f64, f64) =
+                        (self.rng.random_range(1e-12..1.0), self.rng.random());
                     let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
                     let latency = (median.ln() + 0.6 * z).exp();
                     let failed = self.rng.random_bool(svc.error_ratio);
-                    let h = if failed { &mut route.err } else { &mut route.ok };
+                    let h = if failed {
+                        &mut route.err
+                    } else {
+                        &mut route.ok
+                    };
                     h.count += 1;
                     h.sum += latency;
                     for (b, le) in h.buckets.iter_mut().zip(BUCKETS) {
@@ -201,13 +211,35 @@ impl DemoFleet {
             let base = [("job", job), ("instance", instance)];
             for route in &inst.routes {
                 for (status, h) in [("200", &route.ok), ("500", &route.err)] {
-                    let extra = [("method", route.method), ("route", route.route), ("status", status)];
+                    let extra = [
+                        ("method", route.method),
+                        ("route", route.route),
+                        ("status", status),
+                    ];
                     for (i, le) in le.iter().enumerate() {
                         let count = h.buckets.get(i).copied().unwrap_or(h.count);
-                        out.series("http_request_duration_seconds_bucket", &base, &extra, Some(("le", le)), count as f64);
+                        out.series(
+                            "http_request_duration_seconds_bucket",
+                            &base,
+                            &extra,
+                            Some(("le", le)),
+                            count as f64,
+                        );
                     }
-                    out.series("http_request_duration_seconds_sum", &base, &extra, None, h.sum);
-                    out.series("http_request_duration_seconds_count", &base, &extra, None, h.count as f64);
+                    out.series(
+                        "http_request_duration_seconds_sum",
+                        &base,
+                        &extra,
+                        None,
+                        h.sum,
+                    );
+                    out.series(
+                        "http_request_duration_seconds_count",
+                        &base,
+                        &extra,
+                        None,
+                        h.count as f64,
+                    );
                     out.series("http_requests_total", &base, &extra, None, h.count as f64);
                 }
             }
@@ -218,17 +250,65 @@ impl DemoFleet {
             out.series("go_threads", &base, &[], None, 12.0);
             for q in GC_QUANTILES {
                 let v = 0.0001 + q.parse::<f64>().unwrap_or(0.0) * 0.0008;
-                out.series("go_gc_duration_seconds", &base, &[], Some(("quantile", q)), v);
+                out.series(
+                    "go_gc_duration_seconds",
+                    &base,
+                    &[],
+                    Some(("quantile", q)),
+                    v,
+                );
             }
             out.series("go_gc_duration_seconds_sum", &base, &[], None, inst.gc_sum);
-            out.series("go_gc_duration_seconds_count", &base, &[], None, inst.gc_count as f64);
-            out.series("go_memstats_alloc_bytes_total", &base, &[], None, inst.alloc_total);
+            out.series(
+                "go_gc_duration_seconds_count",
+                &base,
+                &[],
+                None,
+                inst.gc_count as f64,
+            );
+            out.series(
+                "go_memstats_alloc_bytes_total",
+                &base,
+                &[],
+                None,
+                inst.alloc_total,
+            );
             let heap = 24e6 + 8e6 * wave;
-            out.series("go_memstats_heap_inuse_bytes", &base, &[], None, heap.round());
-            out.series("process_cpu_seconds_total", &base, &[], None, inst.cpu_seconds);
-            out.series("process_resident_memory_bytes", &base, &[], None, (heap * 1.6).round());
-            out.series("process_open_fds", &base, &[], None, 18.0 + (requests % 5) as f64);
-            out.series("process_start_time_seconds", &base, &[], None, inst.start_time_s);
+            out.series(
+                "go_memstats_heap_inuse_bytes",
+                &base,
+                &[],
+                None,
+                heap.round(),
+            );
+            out.series(
+                "process_cpu_seconds_total",
+                &base,
+                &[],
+                None,
+                inst.cpu_seconds,
+            );
+            out.series(
+                "process_resident_memory_bytes",
+                &base,
+                &[],
+                None,
+                (heap * 1.6).round(),
+            );
+            out.series(
+                "process_open_fds",
+                &base,
+                &[],
+                None,
+                18.0 + (requests % 5) as f64,
+            );
+            out.series(
+                "process_start_time_seconds",
+                &base,
+                &[],
+                None,
+                inst.start_time_s,
+            );
             out.series("up", &base, &[], None, 1.0);
         }
         for (name, metric_type, help, unit) in METADATA {
@@ -244,18 +324,78 @@ impl DemoFleet {
 }
 
 const METADATA: [(&str, MetricType, &str, &str); 12] = [
-    ("http_request_duration_seconds", MetricType::Histogram, "Duration of HTTP requests.", "seconds"),
-    ("http_requests_total", MetricType::Counter, "Total HTTP requests.", ""),
-    ("go_goroutines", MetricType::Gauge, "Number of goroutines that currently exist.", ""),
-    ("go_threads", MetricType::Gauge, "Number of OS threads created.", ""),
-    ("go_gc_duration_seconds", MetricType::Summary, "A summary of the pause duration of garbage collection cycles.", "seconds"),
-    ("go_memstats_alloc_bytes_total", MetricType::Counter, "Total number of bytes allocated, even if freed.", "bytes"),
-    ("go_memstats_heap_inuse_bytes", MetricType::Gauge, "Number of heap bytes that are in use.", "bytes"),
-    ("process_cpu_seconds_total", MetricType::Counter, "Total user and system CPU time spent in seconds.", "seconds"),
-    ("process_resident_memory_bytes", MetricType::Gauge, "Resident memory size in bytes.", "bytes"),
-    ("process_open_fds", MetricType::Gauge, "Number of open file descriptors.", ""),
-    ("process_start_time_seconds", MetricType::Gauge, "Start time of the process since unix epoch in seconds.", "seconds"),
-    ("up", MetricType::Gauge, "Whether the target was reachable.", ""),
+    (
+        "http_request_duration_seconds",
+        MetricType::Histogram,
+        "Duration of HTTP requests.",
+        "seconds",
+    ),
+    (
+        "http_requests_total",
+        MetricType::Counter,
+        "Total HTTP requests.",
+        "",
+    ),
+    (
+        "go_goroutines",
+        MetricType::Gauge,
+        "Number of goroutines that currently exist.",
+        "",
+    ),
+    (
+        "go_threads",
+        MetricType::Gauge,
+        "Number of OS threads created.",
+        "",
+    ),
+    (
+        "go_gc_duration_seconds",
+        MetricType::Summary,
+        "A summary of the pause duration of garbage collection cycles.",
+        "seconds",
+    ),
+    (
+        "go_memstats_alloc_bytes_total",
+        MetricType::Counter,
+        "Total number of bytes allocated, even if freed.",
+        "bytes",
+    ),
+    (
+        "go_memstats_heap_inuse_bytes",
+        MetricType::Gauge,
+        "Number of heap bytes that are in use.",
+        "bytes",
+    ),
+    (
+        "process_cpu_seconds_total",
+        MetricType::Counter,
+        "Total user and system CPU time spent in seconds.",
+        "seconds",
+    ),
+    (
+        "process_resident_memory_bytes",
+        MetricType::Gauge,
+        "Resident memory size in bytes.",
+        "bytes",
+    ),
+    (
+        "process_open_fds",
+        MetricType::Gauge,
+        "Number of open file descriptors.",
+        "",
+    ),
+    (
+        "process_start_time_seconds",
+        MetricType::Gauge,
+        "Start time of the process since unix epoch in seconds.",
+        "seconds",
+    ),
+    (
+        "up",
+        MetricType::Gauge,
+        "Whether the target was reachable.",
+        "",
+    ),
 ];
 
 struct Rendered<'a> {
@@ -293,11 +433,17 @@ mod tests {
         let mut fleet = DemoFleet::new(7, 0);
         let first: Vec<(u64, f64)> = {
             let b = fleet.scrape(DEMO_INTERVAL_MS);
-            b.series.iter().map(|s| (s.hash, b.series_samples(s)[0].v)).collect()
+            b.series
+                .iter()
+                .map(|s| (s.hash, b.series_samples(s)[0].v))
+                .collect()
         };
         let b = fleet.scrape(2 * DEMO_INTERVAL_MS);
         assert_eq!(b.series.len(), first.len());
-        assert!(b.series.len() > 500, "a realistic fleet has hundreds of series");
+        assert!(
+            b.series.len() > 500,
+            "a realistic fleet has hundreds of series"
+        );
         for (s, (hash, v0)) in b.series.iter().zip(&first) {
             assert_eq!(s.hash, *hash, "series set changed between scrapes");
             let labels = b.series_labels(s);

@@ -64,10 +64,13 @@ pub fn new_ulid() -> String {
     const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u128)
+        .map(|d| d.as_millis())
         .unwrap_or(0);
     let value: u128 = (ms << 80) | (rand::random::<u128>() & ((1u128 << 80) - 1));
-    (0..26).rev().map(|i| ALPHABET[((value >> (i * 5)) & 31) as usize] as char).collect()
+    (0..26)
+        .rev()
+        .map(|i| ALPHABET[((value >> (i * 5)) & 31) as usize] as char)
+        .collect()
 }
 
 /// Writes a block. Series must be added in label order, with labels as ids into the
@@ -90,13 +93,19 @@ pub struct BlockWriter {
 
 impl BlockWriter {
     pub fn new(blocks_dir: &Path, symbols: Vec<String>) -> Result<Self, StoreError> {
-        debug_assert!(symbols.windows(2).all(|w| w[0] < w[1]), "symbols must be sorted and unique");
+        debug_assert!(
+            symbols.windows(2).all(|w| w[0] < w[1]),
+            "symbols must be sorted and unique"
+        );
         let ulid = new_ulid();
         let tmp_dir = blocks_dir.join(format!("{ulid}.tmp"));
         let final_dir = blocks_dir.join(&ulid);
         fs::create_dir_all(&tmp_dir).map_err(|e| StoreError::io(&tmp_dir, e))?;
         let path = tmp_dir.join("chunks");
-        let chunks = BufWriter::with_capacity(1 << 20, File::create(&path).map_err(|e| StoreError::io(&path, e))?);
+        let chunks = BufWriter::with_capacity(
+            1 << 20,
+            File::create(&path).map_err(|e| StoreError::io(&path, e))?,
+        );
         Ok(BlockWriter {
             tmp_dir,
             final_dir,
@@ -118,11 +127,18 @@ impl BlockWriter {
         })
     }
 
-    pub fn add_series(&mut self, labels: &[(u32, u32)], chunks: &[ChunkRef]) -> Result<(), StoreError> {
+    pub fn add_series(
+        &mut self,
+        labels: &[(u32, u32)],
+        chunks: &[ChunkRef],
+    ) -> Result<(), StoreError> {
         if chunks.is_empty() {
             return Ok(());
         }
-        debug_assert!(self.series_offsets.is_empty() || self.last_labels.as_slice() < labels, "series out of order");
+        debug_assert!(
+            self.series_offsets.is_empty() || self.last_labels.as_slice() < labels,
+            "series out of order"
+        );
         self.last_labels.clear();
         self.last_labels.extend_from_slice(labels);
         let idx = self.series_offsets.len() as u32;
@@ -145,7 +161,9 @@ impl BlockWriter {
             put_uvarint(b, data.len() as u64);
             prev_max = c.max_t;
             let path = self.tmp_dir.join("chunks");
-            self.chunks.write_all(data).map_err(|e| StoreError::io(&path, e))?;
+            self.chunks
+                .write_all(data)
+                .map_err(|e| StoreError::io(&path, e))?;
             self.chunks
                 .write_all(&crc32c::crc32c(data).to_le_bytes())
                 .map_err(|e| StoreError::io(&path, e))?;
@@ -165,14 +183,23 @@ impl BlockWriter {
 
     /// Writes the index and meta, syncs, and moves the block into place. Returns `None`
     /// (and leaves nothing behind) when no series had data.
-    pub fn finish(mut self, level: u32, sources: Vec<String>) -> Result<Option<BlockMeta>, StoreError> {
+    pub fn finish(
+        mut self,
+        level: u32,
+        sources: Vec<String>,
+    ) -> Result<Option<BlockMeta>, StoreError> {
         let chunks_path = self.tmp_dir.join("chunks");
-        self.chunks.flush().map_err(|e| StoreError::io(&chunks_path, e))?;
+        self.chunks
+            .flush()
+            .map_err(|e| StoreError::io(&chunks_path, e))?;
         if self.stats.num_series == 0 {
             fs::remove_dir_all(&self.tmp_dir).map_err(|e| StoreError::io(&self.tmp_dir, e))?;
             return Ok(None);
         }
-        self.chunks.get_ref().sync_all().map_err(|e| StoreError::io(&chunks_path, e))?;
+        self.chunks
+            .get_ref()
+            .sync_all()
+            .map_err(|e| StoreError::io(&chunks_path, e))?;
         let index = self.encode_index();
         let index_path = self.tmp_dir.join("index");
         write_synced(&index_path, &index)?;
@@ -185,10 +212,12 @@ impl BlockWriter {
             version: 1,
         };
         let meta_path = self.tmp_dir.join("meta.json");
-        let json = serde_json::to_vec_pretty(&meta).map_err(|e| StoreError::io(&meta_path, e.into()))?;
+        let json =
+            serde_json::to_vec_pretty(&meta).map_err(|e| StoreError::io(&meta_path, e.into()))?;
         write_synced(&meta_path, &json)?;
         sync_dir(&self.tmp_dir).map_err(|e| StoreError::io(&self.tmp_dir, e))?;
-        fs::rename(&self.tmp_dir, &self.final_dir).map_err(|e| StoreError::io(&self.final_dir, e))?;
+        fs::rename(&self.tmp_dir, &self.final_dir)
+            .map_err(|e| StoreError::io(&self.final_dir, e))?;
         if let Some(parent) = self.final_dir.parent() {
             sync_dir(parent).map_err(|e| StoreError::io(parent, e))?;
         }
@@ -258,6 +287,12 @@ fn write_synced(path: &Path, data: &[u8]) -> Result<(), StoreError> {
     f.sync_all().map_err(|e| StoreError::io(path, e))
 }
 
+/// A series' labels as (name, value) ids into a block's sorted symbol table.
+pub type LabelPairs = Vec<(u32, u32)>;
+
+/// A series ready for [`BlockWriter::add_series`]: labels and chunks.
+pub type SeriesChunks = (LabelPairs, Vec<ChunkRef>);
+
 /// Chunk metadata as stored in a block's series entry.
 #[derive(Clone, Copy, Debug)]
 pub struct ChunkMeta {
@@ -285,7 +320,10 @@ pub struct Block {
 
 impl std::fmt::Debug for Block {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Block").field("dir", &self.dir).field("meta", &self.meta).finish()
+        f.debug_struct("Block")
+            .field("dir", &self.dir)
+            .field("meta", &self.meta)
+            .finish()
     }
 }
 
@@ -293,25 +331,41 @@ impl Block {
     pub fn open(dir: &Path) -> Result<Block, StoreError> {
         let meta_path = dir.join("meta.json");
         let meta_bytes = fs::read(&meta_path).map_err(|e| StoreError::io(&meta_path, e))?;
-        let meta: BlockMeta = serde_json::from_slice(&meta_bytes).map_err(|e| StoreError::corrupt(&meta_path, e.to_string()))?;
+        let meta: BlockMeta = serde_json::from_slice(&meta_bytes)
+            .map_err(|e| StoreError::corrupt(&meta_path, e.to_string()))?;
         let index_path = dir.join("index");
         let index = map_file(&index_path)?;
         let chunks_path = dir.join("chunks");
         let chunks = map_file(&chunks_path)?;
         let bad = |why: &str| StoreError::corrupt(&index_path, why.to_owned());
-        if index.len() < INDEX_MAGIC.len() + FOOTER_LEN || &index[..8] != INDEX_MAGIC || &index[index.len() - 8..] != INDEX_MAGIC {
+        if index.len() < INDEX_MAGIC.len() + FOOTER_LEN
+            || &index[..8] != INDEX_MAGIC
+            || &index[index.len() - 8..] != INDEX_MAGIC
+        {
             return Err(bad("missing magic or footer"));
         }
         let footer = index.len() - FOOTER_LEN;
-        let crc = u32::from_le_bytes(index[footer + 64..footer + 68].try_into().map_err(|_| bad("footer"))?);
+        let crc = u32::from_le_bytes(
+            index[footer + 64..footer + 68]
+                .try_into()
+                .map_err(|_| bad("footer"))?,
+        );
         if crc32c::crc32c(&index[..footer + 64]) != crc {
             return Err(bad("index checksum mismatch"));
         }
         let mut d = Decoder::at(&index, footer);
         let mut field = || d.u64_le().map(|v| v as usize).ok_or_else(|| bad("footer"));
-        let (symtab, num_symbols, series_table, num_series, ptable, num_postings) = (field()?, field()?, field()?, field()?, field()?, field()?);
-        let fits = |off: usize, n: usize, w: usize| n.checked_mul(w).and_then(|l| off.checked_add(l)).is_some_and(|end| end <= footer);
-        if !fits(symtab, num_symbols, 8) || !fits(series_table, num_series, 8) || !fits(ptable, num_postings, PTABLE_ENTRY) {
+        let (symtab, num_symbols, series_table, num_series, ptable, num_postings) =
+            (field()?, field()?, field()?, field()?, field()?, field()?);
+        let fits = |off: usize, n: usize, w: usize| {
+            n.checked_mul(w)
+                .and_then(|l| off.checked_add(l))
+                .is_some_and(|end| end <= footer)
+        };
+        if !fits(symtab, num_symbols, 8)
+            || !fits(series_table, num_series, 8)
+            || !fits(ptable, num_postings, PTABLE_ENTRY)
+        {
             return Err(bad("section offsets out of range"));
         }
         let size_bytes = (index.len() + chunks.len()) as u64 + meta_bytes.len() as u64;
@@ -355,7 +409,11 @@ impl Block {
     }
 
     fn u64_at(&self, pos: usize) -> usize {
-        u64::from_le_bytes(self.index[pos..pos + 8].try_into().expect("checked at open")) as usize
+        u64::from_le_bytes(
+            self.index[pos..pos + 8]
+                .try_into()
+                .expect("checked at open"),
+        ) as usize
     }
 
     pub fn symbol(&self, id: u32) -> &str {
@@ -399,7 +457,11 @@ impl Block {
         while lo < hi {
             let mid = (lo + hi) / 2;
             let (en, ev, _) = self.ptable_entry(mid);
-            if (en, ev) < (n, v) { lo = mid + 1 } else { hi = mid }
+            if (en, ev) < (n, v) {
+                lo = mid + 1
+            } else {
+                hi = mid
+            }
         }
         lo
     }
@@ -418,8 +480,13 @@ impl Block {
     }
 
     /// Label pairs (symbol ids) and chunk metadata of series `i`.
-    pub fn series(&self, i: SeriesId) -> Result<(Vec<(u32, u32)>, Vec<ChunkMeta>), StoreError> {
-        let bad = || StoreError::corrupt(&self.dir.join("index"), format!("series entry {i} is malformed"));
+    pub fn series(&self, i: SeriesId) -> Result<(LabelPairs, Vec<ChunkMeta>), StoreError> {
+        let bad = || {
+            StoreError::corrupt(
+                &self.dir.join("index"),
+                format!("series entry {i} is malformed"),
+            )
+        };
         if i as usize >= self.num_series {
             return Err(bad());
         }
@@ -471,7 +538,12 @@ impl Block {
     pub fn chunk(&self, m: &ChunkMeta) -> Result<ChunkRef, StoreError> {
         let start = m.offset as usize;
         let end = start + m.len as usize;
-        let bad = || StoreError::corrupt(&self.dir.join("chunks"), format!("chunk at offset {start} is damaged"));
+        let bad = || {
+            StoreError::corrupt(
+                &self.dir.join("chunks"),
+                format!("chunk at offset {start} is damaged"),
+            )
+        };
         let crc_bytes = self.chunks.get(end..end + 4).ok_or_else(bad)?;
         let data = &self.chunks[start..end];
         if crc32c::crc32c(data).to_le_bytes() != crc_bytes {
@@ -489,7 +561,13 @@ impl Block {
         })
     }
 
-    pub fn select(&self, matchers: &[lastmile_model::Matcher], mint: i64, maxt: i64, with_chunks: bool) -> Result<Vec<SelectedSeries>, StoreError> {
+    pub fn select(
+        &self,
+        matchers: &[lastmile_model::Matcher],
+        mint: i64,
+        maxt: i64,
+        with_chunks: bool,
+    ) -> Result<Vec<SelectedSeries>, StoreError> {
         let ids = crate::postings::select_postings(self, matchers);
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
@@ -527,7 +605,9 @@ impl Block {
     }
 
     pub fn label_values(&self, name: &str) -> Vec<String> {
-        let Some(n) = self.find_symbol(name) else { return Vec::new() };
+        let Some(n) = self.find_symbol(name) else {
+            return Vec::new();
+        };
         let mut out = Vec::new();
         let mut i = self.ptable_lower_bound(n, 0);
         while i < self.num_postings {
@@ -547,7 +627,10 @@ impl Block {
             .map(|i| {
                 let (n, v, off) = self.ptable_entry(i);
                 let count = Decoder::at(&self.index, off).uvarint().unwrap_or(0);
-                ((self.symbol(n).to_owned(), self.symbol(v).to_owned()), count)
+                (
+                    (self.symbol(n).to_owned(), self.symbol(v).to_owned()),
+                    count,
+                )
             })
             .collect()
     }
@@ -569,7 +652,9 @@ impl LabelIndex for Block {
     }
 
     fn postings_where(&self, name: &str, f: &mut dyn FnMut(&str) -> bool) -> Vec<SeriesId> {
-        let Some(n) = self.find_symbol(name) else { return Vec::new() };
+        let Some(n) = self.find_symbol(name) else {
+            return Vec::new();
+        };
         let mut lists = Vec::new();
         let mut i = self.ptable_lower_bound(n, 0);
         while i < self.num_postings {
@@ -602,7 +687,9 @@ fn map_file(path: &Path) -> Result<Mmap, StoreError> {
 }
 
 /// Builds a sorted symbol table from strings and the id lookup for it.
-pub fn sorted_symbols<'a>(strings: impl IntoIterator<Item = &'a str>) -> (Vec<String>, HashMap<&'a str, u32>) {
+pub fn sorted_symbols<'a>(
+    strings: impl IntoIterator<Item = &'a str>,
+) -> (Vec<String>, HashMap<&'a str, u32>) {
     let mut v: Vec<&str> = strings.into_iter().collect();
     v.sort_unstable();
     v.dedup();
@@ -636,22 +723,43 @@ mod tests {
         let mut w = BlockWriter::new(dir.path(), symbols).unwrap();
         for (i, s) in series.iter().enumerate() {
             let labels: Vec<(u32, u32)> = s.iter().map(|(n, v)| (ids[n], ids[v])).collect();
-            w.add_series(&labels, &[chunk(&[(1000, i as f64), (2000, 2.0)])]).unwrap();
+            w.add_series(&labels, &[chunk(&[(1000, i as f64), (2000, 2.0)])])
+                .unwrap();
         }
         let meta = w.finish(1, vec![]).unwrap().unwrap();
-        assert_eq!((meta.min_time, meta.max_time, meta.stats.num_samples), (1000, 2000, 6));
+        assert_eq!(
+            (meta.min_time, meta.max_time, meta.stats.num_samples),
+            (1000, 2000, 6)
+        );
         let b = Block::open(&dir.path().join(&meta.ulid)).unwrap();
         let m = |op, n: &str, v: &str| Matcher::new(op, n, v).unwrap();
-        let got = b.select(&[m(MatchOp::Equal, "job", "api")], 0, 5000, true).unwrap();
+        let got = b
+            .select(&[m(MatchOp::Equal, "job", "api")], 0, 5000, true)
+            .unwrap();
         assert_eq!(got.len(), 2);
         assert_eq!(got[1].labels.get("zone"), Some("a"));
-        assert_eq!(got[1].samples(0, 5000).iter().map(|s| s.v).collect::<Vec<_>>(), vec![2.0, 2.0]);
+        assert_eq!(
+            got[1]
+                .samples(0, 5000)
+                .iter()
+                .map(|s| s.v)
+                .collect::<Vec<_>>(),
+            vec![2.0, 2.0]
+        );
         // `zone` absent counts as empty: `zone!="a"` keeps the two `up` series.
-        let got = b.select(&[m(MatchOp::NotEqual, "zone", "a")], 0, 5000, false).unwrap();
+        let got = b
+            .select(&[m(MatchOp::NotEqual, "zone", "a")], 0, 5000, false)
+            .unwrap();
         assert_eq!(got.len(), 2);
-        let got = b.select(&[m(MatchOp::Regex, "job", "a.*|d.")], 0, 5000, false).unwrap();
+        let got = b
+            .select(&[m(MatchOp::Regex, "job", "a.*|d.")], 0, 5000, false)
+            .unwrap();
         assert_eq!(got.len(), 3);
-        assert!(b.select(&[m(MatchOp::Equal, "job", "api")], 3000, 5000, false).unwrap().is_empty());
+        assert!(
+            b.select(&[m(MatchOp::Equal, "job", "api")], 3000, 5000, false)
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(b.label_names(), vec!["__name__", "job", "zone"]);
         assert_eq!(b.label_values("job"), vec!["api", "db"]);
     }
@@ -661,7 +769,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (symbols, ids) = sorted_symbols(["__name__", "up"]);
         let mut w = BlockWriter::new(dir.path(), symbols).unwrap();
-        w.add_series(&[(ids["__name__"], ids["up"])], &[chunk(&[(1, 1.0)])]).unwrap();
+        w.add_series(&[(ids["__name__"], ids["up"])], &[chunk(&[(1, 1.0)])])
+            .unwrap();
         let meta = w.finish(1, vec![]).unwrap().unwrap();
         let path = dir.path().join(&meta.ulid).join("index");
         let mut bytes = fs::read(&path).unwrap();

@@ -175,14 +175,16 @@ impl ChunkAppender {
                 self.min_t = t;
             }
             1 => {
-                let delta = t - self.t;
+                // Wrapping arithmetic: timestamps span all of i64 in hostile input, and the
+                // decoder wraps the same way, so the round trip stays exact.
+                let delta = t.wrapping_sub(self.t);
                 self.w.byte_aligned_varint(zigzag(delta));
                 self.write_value(v_bits);
                 self.t_delta = delta;
             }
             _ => {
-                let delta = t - self.t;
-                let dod = delta - self.t_delta;
+                let delta = t.wrapping_sub(self.t);
+                let dod = delta.wrapping_sub(self.t_delta);
                 match dod {
                     0 => self.w.bit(false),
                     -8192..=8191 => {
@@ -249,6 +251,12 @@ impl ChunkAppender {
 
     pub fn iter(&self) -> ChunkIter<'_> {
         ChunkIter::new(&self.w.bytes, self.count)
+    }
+}
+
+impl Default for ChunkAppender {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -389,22 +397,57 @@ mod tests {
 
     #[test]
     fn regular_scrape_compresses_well() {
-        let samples: Vec<_> = (0..120).map(|i| (1_700_000_000_000 + i * 15_000, (i / 10) as f64)).collect();
+        let samples: Vec<_> = (0..120)
+            .map(|i| (1_700_000_000_000 + i * 15_000, (i / 10) as f64))
+            .collect();
         let mut a = ChunkAppender::new();
         for &(t, v) in &samples {
             a.append(t, v);
         }
-        assert!(a.bytes().len() < 100, "{} bytes for 120 regular samples", a.bytes().len());
+        assert!(
+            a.bytes().len() < 100,
+            "{} bytes for 120 regular samples",
+            a.bytes().len()
+        );
         assert_eq!(round_trip(&samples).len(), 120);
     }
 
     #[test]
     fn special_values_survive() {
-        let vals = [0.0, -0.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, f64::MIN_POSITIVE, f64::MAX, lastmile_model::STALE_NAN, 1.0];
-        let samples: Vec<_> = vals.iter().enumerate().map(|(i, v)| (i as i64 * 1000, *v)).collect();
+        let vals = [
+            0.0,
+            -0.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            lastmile_model::STALE_NAN,
+            1.0,
+        ];
+        let samples: Vec<_> = vals
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i as i64 * 1000, *v))
+            .collect();
         let got = round_trip(&samples);
         let want: Vec<_> = samples.iter().map(|(t, v)| (*t, v.to_bits())).collect();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn gaps_wider_than_i64_round_trip() {
+        let samples = [(i64::MIN, 1.0), (i64::MAX - 1, 2.0), (i64::MAX, 3.0)];
+        let got = round_trip(&samples);
+        assert_eq!(
+            got,
+            samples
+                .iter()
+                .map(|(t, v)| (*t, v.to_bits()))
+                .collect::<Vec<_>>()
+        );
+        let samples = [(-5, 1.0), (0, 2.0), (i64::MAX, 3.0)];
+        assert_eq!(round_trip(&samples).len(), 3);
     }
 
     proptest! {

@@ -103,7 +103,11 @@ pub struct OpenReport {
 }
 
 impl Db {
-    pub fn open(dir: &Path, opts: DbOptions, metrics: Arc<StoreMetrics>) -> Result<(Db, OpenReport), StoreError> {
+    pub fn open(
+        dir: &Path,
+        opts: DbOptions,
+        metrics: Arc<StoreMetrics>,
+    ) -> Result<(Db, OpenReport), StoreError> {
         let started = Instant::now();
         fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         let lock_path = dir.join("lock");
@@ -130,7 +134,12 @@ impl Db {
                 }
             }
         })?;
-        let wal = Wal::open(&wal_dir, opts.wal_sync, opts.wal_segment_bytes, metrics.clone())?;
+        let wal = Wal::open(
+            &wal_dir,
+            opts.wal_sync,
+            opts.wal_segment_bytes,
+            metrics.clone(),
+        )?;
         let report = OpenReport {
             blocks: blocks.len(),
             wal_frames: stats.frames,
@@ -172,7 +181,12 @@ impl Db {
     }
 
     fn blocks_overlapping(&self, mint: i64, maxt: i64) -> Vec<Arc<Block>> {
-        self.blocks.read().iter().filter(|b| b.overlaps(mint, maxt)).cloned().collect()
+        self.blocks
+            .read()
+            .iter()
+            .filter(|b| b.overlaps(mint, maxt))
+            .cloned()
+            .collect()
     }
 
     fn head_overlaps(&self, mint: i64, maxt: i64) -> bool {
@@ -181,7 +195,13 @@ impl Db {
 
     /// Series matching all `matchers` with samples in `[mint, maxt]`, sorted by labels,
     /// with their chunks when `with_chunks`.
-    pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64, with_chunks: bool) -> Result<Vec<SelectedSeries>, StoreError> {
+    pub fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        with_chunks: bool,
+    ) -> Result<Vec<SelectedSeries>, StoreError> {
         let mut sources = Vec::new();
         for b in self.blocks_overlapping(mint, maxt) {
             sources.push(b.select(matchers, mint, maxt, with_chunks)?);
@@ -193,7 +213,12 @@ impl Db {
     }
 
     /// Label names of series in range; with matcher sets, only of series they select.
-    pub fn label_names(&self, matcher_sets: &[Vec<Matcher>], mint: i64, maxt: i64) -> Result<Vec<String>, StoreError> {
+    pub fn label_names(
+        &self,
+        matcher_sets: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, StoreError> {
         let mut names = BTreeSet::new();
         if matcher_sets.is_empty() {
             for b in self.blocks_overlapping(mint, maxt) {
@@ -212,7 +237,13 @@ impl Db {
         Ok(names.into_iter().collect())
     }
 
-    pub fn label_values(&self, name: &str, matcher_sets: &[Vec<Matcher>], mint: i64, maxt: i64) -> Result<Vec<String>, StoreError> {
+    pub fn label_values(
+        &self,
+        name: &str,
+        matcher_sets: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, StoreError> {
         let mut values = BTreeSet::new();
         if matcher_sets.is_empty() {
             for b in self.blocks_overlapping(mint, maxt) {
@@ -232,7 +263,12 @@ impl Db {
     }
 
     /// Exemplars of series selected by any of the matcher sets, grouped by series.
-    pub fn exemplars(&self, matcher_sets: &[Vec<Matcher>], mint: i64, maxt: i64) -> Vec<(Labels, Vec<Exemplar>)> {
+    pub fn exemplars(
+        &self,
+        matcher_sets: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Vec<(Labels, Vec<Exemplar>)> {
         let mut ids: BTreeMap<u32, Labels> = BTreeMap::new();
         for set in matcher_sets {
             ids.extend(self.head.select_ids(set));
@@ -325,9 +361,16 @@ impl Db {
         }
         let removed = self.head.truncate(boundary);
         let segment = self.head.with_writes_paused(|| self.wal.rotate())?;
-        wal::checkpoint(self.wal.dir(), segment, |frame, out| self.head.checkpoint_frame(frame, boundary, out))?;
+        wal::checkpoint(self.wal.dir(), segment, |frame, out| {
+            self.head.checkpoint_frame(frame, boundary, out)
+        })?;
         self.metrics.head_flushes.inc();
-        tracing::debug!(boundary, removed_series = removed, checkpoint = segment, "head truncated");
+        tracing::debug!(
+            boundary,
+            removed_series = removed,
+            checkpoint = segment,
+            "head truncated"
+        );
         Ok(())
     }
 
@@ -342,14 +385,18 @@ impl Db {
     fn update_block_metrics(&self) {
         let blocks = self.blocks.read();
         self.metrics.blocks.set(blocks.len() as i64);
-        self.metrics.block_bytes.set(blocks.iter().map(|b| b.size_bytes() as i64).sum());
+        self.metrics
+            .block_bytes
+            .set(blocks.iter().map(|b| b.size_bytes() as i64).sum());
     }
 
     /// Compaction ranges: the block range, then ×3 per level, up to a tenth of retention
     /// (at most 31 days) so retention can drop data in small enough steps.
     fn compaction_ranges(&self) -> Vec<i64> {
         let base = self.opts.block_range.as_millis() as i64;
-        let cap = (self.opts.retention.as_millis() as i64 / 10).min(31 * 24 * 3600 * 1000).max(base);
+        let cap = (self.opts.retention.as_millis() as i64 / 10)
+            .min(31 * 24 * 3600 * 1000)
+            .max(base);
         let mut out = vec![base];
         while let Some(&last) = out.last() {
             let next = last * 3;
@@ -393,9 +440,16 @@ impl Db {
         };
         let remap: Vec<Vec<u32>> = group
             .iter()
-            .map(|b| b.symbols().map(|s| strings.binary_search(&s).map(|i| i as u32).unwrap_or(0)).collect())
+            .map(|b| {
+                b.symbols()
+                    .map(|s| strings.binary_search(&s).map(|i| i as u32).unwrap_or(0))
+                    .collect()
+            })
             .collect();
-        let mut writer = BlockWriter::new(&self.dir.join("blocks"), strings.iter().map(|s| (*s).to_owned()).collect())?;
+        let mut writer = BlockWriter::new(
+            &self.dir.join("blocks"),
+            strings.iter().map(|s| (*s).to_owned()).collect(),
+        )?;
         // K-way merge of the blocks' series, which each block stores in label order.
         let mut heap = BinaryHeap::new();
         let mut cursors = vec![0u32; group.len()];
@@ -405,8 +459,15 @@ impl Db {
                 return Ok(None);
             }
             let (labels, metas) = b.series(i)?;
-            let labels = labels.iter().map(|&(n, v)| (remap[bi][n as usize], remap[bi][v as usize])).collect();
-            Ok(Some(Entry { labels, block: bi, metas }))
+            let labels = labels
+                .iter()
+                .map(|&(n, v)| (remap[bi][n as usize], remap[bi][v as usize]))
+                .collect();
+            Ok(Some(Entry {
+                labels,
+                block: bi,
+                metas,
+            }))
         };
         for bi in 0..group.len() {
             if let Some(e) = series_at(bi, 0)? {
@@ -416,7 +477,9 @@ impl Db {
         while let Some(std::cmp::Reverse(first)) = heap.pop() {
             let mut chunks = Vec::new();
             let labels = first.labels.clone();
-            let mut take = |e: Entry, heap: &mut BinaryHeap<std::cmp::Reverse<Entry>>| -> Result<(), StoreError> {
+            let mut take = |e: Entry,
+                            heap: &mut BinaryHeap<std::cmp::Reverse<Entry>>|
+             -> Result<(), StoreError> {
                 for m in &e.metas {
                     chunks.push(group[e.block].chunk(m)?);
                 }
@@ -427,7 +490,10 @@ impl Db {
                 Ok(())
             };
             take(first, &mut heap)?;
-            while heap.peek().is_some_and(|std::cmp::Reverse(e)| e.labels == labels) {
+            while heap
+                .peek()
+                .is_some_and(|std::cmp::Reverse(e)| e.labels == labels)
+            {
                 if let Some(std::cmp::Reverse(e)) = heap.pop() {
                     take(e, &mut heap)?;
                 }
@@ -435,7 +501,12 @@ impl Db {
             chunks.sort_by_key(|c| c.min_t);
             writer.add_series(&labels, &chunks)?;
         }
-        let level = group.iter().map(|b| b.meta().compaction.level).max().unwrap_or(1) + 1;
+        let level = group
+            .iter()
+            .map(|b| b.meta().compaction.level)
+            .max()
+            .unwrap_or(1)
+            + 1;
         let sources: Vec<String> = group.iter().map(|b| b.meta().ulid.clone()).collect();
         let meta = writer.finish(level, sources)?;
         let mut blocks = self.blocks.write();
@@ -452,20 +523,31 @@ impl Db {
         }
         self.update_block_metrics();
         self.metrics.compactions.inc();
-        tracing::info!(sources = group.len(), level, ulid = meta.as_ref().map(|m| m.ulid.as_str()).unwrap_or(""), elapsed_ms = started.elapsed().as_millis() as u64, "blocks compacted");
+        tracing::info!(
+            sources = group.len(),
+            level,
+            ulid = meta.as_ref().map(|m| m.ulid.as_str()).unwrap_or(""),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "blocks compacted"
+        );
         Ok(())
     }
 
     fn apply_retention(&self) -> Result<(), StoreError> {
         let newest = {
             let blocks = self.blocks.read();
-            blocks.iter().map(|b| b.meta().max_time).chain(self.head.max_t()).max()
+            blocks
+                .iter()
+                .map(|b| b.meta().max_time)
+                .chain(self.head.max_t())
+                .max()
         };
         let Some(newest) = newest else { return Ok(()) };
         let cutoff = newest - self.opts.retention.as_millis() as i64;
         let expired: Vec<Arc<Block>> = {
             let mut blocks = self.blocks.write();
-            let (old, keep): (Vec<_>, Vec<_>) = blocks.drain(..).partition(|b| b.meta().max_time < cutoff);
+            let (old, keep): (Vec<_>, Vec<_>) =
+                blocks.drain(..).partition(|b| b.meta().max_time < cutoff);
             *blocks = keep;
             old
         };
@@ -514,7 +596,9 @@ impl PartialOrd for Entry {
 }
 impl Ord for Entry {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.labels.cmp(&other.labels).then(self.block.cmp(&other.block))
+        self.labels
+            .cmp(&other.labels)
+            .then(self.block.cmp(&other.block))
     }
 }
 
@@ -534,8 +618,13 @@ fn open_blocks(dir: &Path) -> Result<Vec<Arc<Block>>, StoreError> {
             blocks.push(Arc::new(Block::open(&path)?));
         }
     }
-    let replaced: HashSet<String> = blocks.iter().flat_map(|b| b.meta().compaction.sources.clone()).collect();
-    let (stale, mut live): (Vec<_>, Vec<_>) = blocks.into_iter().partition(|b| replaced.contains(&b.meta().ulid));
+    let replaced: HashSet<String> = blocks
+        .iter()
+        .flat_map(|b| b.meta().compaction.sources.clone())
+        .collect();
+    let (stale, mut live): (Vec<_>, Vec<_>) = blocks
+        .into_iter()
+        .partition(|b| replaced.contains(&b.meta().ulid));
     for b in stale {
         tracing::info!(ulid = %b.meta().ulid, "removing a block already merged by compaction");
         fs::remove_dir_all(b.dir()).map_err(|e| StoreError::io(b.dir(), e))?;

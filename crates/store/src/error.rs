@@ -16,7 +16,9 @@ pub enum StoreError {
     Locked(PathBuf),
     #[error("store upkeep stopped: {0}")]
     Stuck(String),
-    #[error("series limit reached: the head holds {0} series, the most a 32-bit series id allows; restart to renumber")]
+    #[error(
+        "series limit reached: the head holds {0} series, the most a 32-bit series id allows; restart to renumber"
+    )]
     SeriesIdsExhausted(u32),
 }
 

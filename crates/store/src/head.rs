@@ -18,6 +18,7 @@ use lastmile_model::{Label, LabelRef, Labels, Matcher, MetricMetadata, WriteBatc
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
+use crate::block::SeriesChunks;
 use crate::chunk::{ChunkAppender, SAMPLES_PER_CHUNK, SealedChunk};
 use crate::codec::{Decoder, put_str, put_uvarint, put_varint};
 use crate::error::StoreError;
@@ -72,7 +73,22 @@ struct SeriesData {
 
 impl SeriesData {
     fn min_t(&self) -> Option<i64> {
-        self.sealed.first().map(|c| c.min_t).or(self.open.as_ref().map(|o| o.min_t()))
+        self.sealed
+            .first()
+            .map(|c| c.min_t)
+            .or(self.open.as_ref().map(|o| o.min_t()))
+    }
+
+    /// Whether the open chunk or the newest sealed one holds exactly `(t, v)`.
+    fn holds_recent(&self, t: i64, v_bits: u64) -> bool {
+        let same = |s: lastmile_model::Sample| s.t == t && s.v.to_bits() == v_bits;
+        if let Some(o) = &self.open
+            && o.count() > 0
+            && t >= o.min_t()
+        {
+            return o.iter().any(same);
+        }
+        self.sealed.last().is_some_and(|c| t >= c.min_t && t <= c.max_t && c.iter().any(same))
     }
 
     fn is_empty(&self) -> bool {
@@ -80,7 +96,12 @@ impl SeriesData {
     }
 
     fn chunk_refs(&self, mint: i64, maxt: i64) -> Vec<ChunkRef> {
-        let mut out: Vec<ChunkRef> = self.sealed.iter().filter(|c| c.min_t <= maxt && c.max_t >= mint).map(ChunkRef::from).collect();
+        let mut out: Vec<ChunkRef> = self
+            .sealed
+            .iter()
+            .filter(|c| c.min_t <= maxt && c.max_t >= mint)
+            .map(ChunkRef::from)
+            .collect();
         if let Some(o) = &self.open
             && o.count() > 0
             && o.min_t() <= maxt
@@ -131,14 +152,26 @@ impl LabelIndex for MemIndex {
         let (Some(n), Some(v)) = (self.symbols.lookup(name), self.symbols.lookup(value)) else {
             return Vec::new();
         };
-        self.postings.get(&n).and_then(|vals| vals.get(&v)).cloned().unwrap_or_default()
+        self.postings
+            .get(&n)
+            .and_then(|vals| vals.get(&v))
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn postings_where(&self, name: &str, f: &mut dyn FnMut(&str) -> bool) -> Vec<SeriesId> {
-        let Some(vals) = self.symbols.lookup(name).and_then(|n| self.postings.get(&n)) else {
+        let Some(vals) = self
+            .symbols
+            .lookup(name)
+            .and_then(|n| self.postings.get(&n))
+        else {
             return Vec::new();
         };
-        let lists: Vec<Vec<SeriesId>> = vals.iter().filter(|(v, _)| f(self.symbols.get(**v))).map(|(_, p)| p.clone()).collect();
+        let lists: Vec<Vec<SeriesId>> = vals
+            .iter()
+            .filter(|(v, _)| f(self.symbols.get(**v)))
+            .map(|(_, p)| p.clone())
+            .collect();
         crate::postings::union(lists)
     }
 
@@ -249,7 +282,11 @@ impl Head {
 
     /// Appends a decoded batch. With a WAL, the frames are submitted before returning and
     /// the outcome carries the sequence number the caller must await before acknowledging.
-    pub fn append(&self, batch: &WriteBatch<'_>, wal: Option<&Wal>) -> Result<AppendOutcome, StoreError> {
+    pub fn append(
+        &self,
+        batch: &WriteBatch<'_>,
+        wal: Option<&Wal>,
+    ) -> Result<AppendOutcome, StoreError> {
         let mut w = self.writer.lock();
         let w = &mut *w;
         let mut out = AppendOutcome::default();
@@ -259,8 +296,15 @@ impl Head {
         // The oldest time still appendable: behind the newest sample by at most half a
         // block range (as Prometheus), and never into persisted blocks.
         let head_max = self.max_t.load(Ordering::Acquire);
-        let half_range_back = if head_max == i64::MIN { i64::MIN } else { head_max - self.block_range / 2 };
-        let min_valid = self.min_valid_t.load(Ordering::Acquire).max(half_range_back);
+        let half_range_back = if head_max == i64::MIN {
+            i64::MIN
+        } else {
+            head_max - self.block_range / 2
+        };
+        let min_valid = self
+            .min_valid_t
+            .load(Ordering::Acquire)
+            .max(half_range_back);
         self.append_samples(w, batch, min_valid, wal.is_some(), &mut out);
         self.append_exemplars(w, batch, wal.is_some(), &mut out);
         self.append_metadata(w, batch, wal.is_some());
@@ -284,21 +328,35 @@ impl Head {
             ("duplicate_timestamp", out.duplicate_timestamp),
         ] {
             if n > 0 {
-                m.samples_rejected.get_or_create(&ReasonLabel { reason }).inc_by(n);
+                m.samples_rejected
+                    .get_or_create(&ReasonLabel { reason })
+                    .inc_by(n);
             }
         }
-        m.head_chunk_bytes.set(self.chunk_bytes.load(Ordering::Relaxed));
+        m.head_chunk_bytes
+            .set(self.chunk_bytes.load(Ordering::Relaxed));
     }
 
     /// Finds or creates the series of every batch entry, leaving them in `w.resolved`.
-    fn resolve_series(&self, w: &mut WriterState, batch: &WriteBatch<'_>, log: bool, out: &mut AppendOutcome) -> Result<(), StoreError> {
+    fn resolve_series(
+        &self,
+        w: &mut WriterState,
+        batch: &WriteBatch<'_>,
+        log: bool,
+        out: &mut AppendOutcome,
+    ) -> Result<(), StoreError> {
         w.resolved.clear();
         w.new_series.clear();
         {
             let index = self.index.read();
             for (i, s) in batch.series.iter().enumerate() {
                 let labels = batch.series_labels(s);
-                let found = w.by_hash.find(s.hash, |m| m.hash == s.hash && index.same_labels(&m.labels, labels)).cloned();
+                let found = w
+                    .by_hash
+                    .find(s.hash, |m| {
+                        m.hash == s.hash && index.same_labels(&m.labels, labels)
+                    })
+                    .cloned();
                 if found.is_none() {
                     w.new_series.push(i);
                 }
@@ -321,7 +379,9 @@ impl Head {
             let s = &batch.series[i];
             let labels = batch.series_labels(s);
             // The same series may appear twice in one request.
-            if let Some(m) = w.by_hash.find(s.hash, |m| m.hash == s.hash && index.same_labels(&m.labels, labels)) {
+            if let Some(m) = w.by_hash.find(s.hash, |m| {
+                m.hash == s.hash && index.same_labels(&m.labels, labels)
+            }) {
                 w.resolved[i] = Some(m.clone());
                 continue;
             }
@@ -353,7 +413,14 @@ impl Head {
         Ok(())
     }
 
-    fn append_samples(&self, w: &mut WriterState, batch: &WriteBatch<'_>, min_valid: i64, log: bool, out: &mut AppendOutcome) {
+    fn append_samples(
+        &self,
+        w: &mut WriterState,
+        batch: &WriteBatch<'_>,
+        min_valid: i64,
+        log: bool,
+        out: &mut AppendOutcome,
+    ) {
         let frames = &mut w.frames;
         let resolved = &w.resolved;
         let mut batch_min = i64::MAX;
@@ -377,7 +444,11 @@ impl Head {
                         continue;
                     }
                     if smp.t < d.last_t {
-                        out.out_of_order += 1;
+                        // A client retry resends samples stored already: accept those
+                        // silently. Only the recent chunks are searched (retries are recent).
+                        if !d.holds_recent(smp.t, smp.v.to_bits()) {
+                            out.out_of_order += 1;
+                        }
                         continue;
                     }
                     if smp.t == d.last_t {
@@ -420,7 +491,13 @@ impl Head {
         }
     }
 
-    fn append_exemplars(&self, w: &mut WriterState, batch: &WriteBatch<'_>, log: bool, out: &mut AppendOutcome) {
+    fn append_exemplars(
+        &self,
+        w: &mut WriterState,
+        batch: &WriteBatch<'_>,
+        log: bool,
+        out: &mut AppendOutcome,
+    ) {
         out.exemplars_rejected += batch.invalid_exemplars as u64;
         if batch.exemplars.is_empty() {
             return;
@@ -452,7 +529,14 @@ impl Head {
                         put_str(&mut record, l.value);
                     }
                 }
-                push_exemplar(&mut ring, self.max_exemplars, m.id, Labels::from_pairs(labels.iter().map(|l| (l.name, l.value))), e.t, e.v);
+                push_exemplar(
+                    &mut ring,
+                    self.max_exemplars,
+                    m.id,
+                    Labels::from_pairs(labels.iter().map(|l| (l.name, l.value))),
+                    e.t,
+                    e.v,
+                );
                 kept += 1;
             }
         }
@@ -476,7 +560,10 @@ impl Head {
                 .metadata
                 .iter()
                 .filter(|m| !m.metric_family_name.is_empty())
-                .filter(|m| md.get(m.metric_family_name).is_none_or(|old| *old != MetricMetadata::from(**m)))
+                .filter(|m| {
+                    md.get(m.metric_family_name)
+                        .is_none_or(|old| *old != MetricMetadata::from(**m))
+                })
                 .collect()
         };
         if changed.is_empty() {
@@ -501,7 +588,11 @@ impl Head {
 
     /// Applies one WAL frame during startup. `aliases` maps series ids of records written
     /// for a series that was re-created to the id it has now.
-    pub fn replay_frame(&self, frame: &[u8], aliases: &mut HashMap<SeriesId, SeriesId>) -> Result<(), &'static str> {
+    pub fn replay_frame(
+        &self,
+        frame: &[u8],
+        aliases: &mut HashMap<SeriesId, SeriesId>,
+    ) -> Result<(), &'static str> {
         let mut d = Decoder::new(frame);
         let rec_type = d.u8().ok_or("empty record")?;
         let count = d.uvarint().ok_or("truncated record count")?;
@@ -521,7 +612,9 @@ impl Head {
                         labels.push(LabelRef { name, value });
                     }
                     let hash = lastmile_model::hash_labels(labels.iter().copied());
-                    if let Some(existing) = w.by_hash.find(hash, |m| m.hash == hash && index.same_labels(&m.labels, &labels)) {
+                    if let Some(existing) = w.by_hash.find(hash, |m| {
+                        m.hash == hash && index.same_labels(&m.labels, &labels)
+                    }) {
                         if existing.id != id {
                             aliases.insert(id, existing.id);
                         }
@@ -544,7 +637,10 @@ impl Head {
                     id += d.varint().ok_or("truncated sample id")?;
                     t += d.varint().ok_or("truncated sample time")?;
                     let v = f64::from_bits(d.u64_le().ok_or("truncated sample value")?);
-                    let sid = aliases.get(&(id as SeriesId)).copied().unwrap_or(id as SeriesId);
+                    let sid = aliases
+                        .get(&(id as SeriesId))
+                        .copied()
+                        .unwrap_or(id as SeriesId);
                     let Some(m) = table.get(&sid) else { continue };
                     let mut data = m.data.lock();
                     if t < min_valid || t <= data.last_t {
@@ -572,14 +668,24 @@ impl Head {
                     let n = d.uvarint().ok_or("truncated exemplar labels")?;
                     let mut pairs = Vec::new();
                     for _ in 0..n {
-                        pairs.push((d.str().ok_or("bad exemplar label")?, d.str().ok_or("bad exemplar label")?));
+                        pairs.push((
+                            d.str().ok_or("bad exemplar label")?,
+                            d.str().ok_or("bad exemplar label")?,
+                        ));
                     }
                     let sid = aliases.get(&id).copied().unwrap_or(id);
                     if let Some(m) = table.get(&sid) {
                         let mut data = m.data.lock();
                         if t > data.last_exemplar_t {
                             data.last_exemplar_t = t;
-                            push_exemplar(&mut ring, self.max_exemplars, sid, Labels::from_pairs(pairs), t, v);
+                            push_exemplar(
+                                &mut ring,
+                                self.max_exemplars,
+                                sid,
+                                Labels::from_pairs(pairs),
+                                t,
+                                v,
+                            );
                         }
                     }
                 }
@@ -588,10 +694,19 @@ impl Head {
                 let mut md = self.metadata.write();
                 for _ in 0..count {
                     let name = d.str().ok_or("bad metadata name")?;
-                    let metric_type = lastmile_model::MetricType::from_wire(d.u8().ok_or("bad metadata type")? as u64);
+                    let metric_type = lastmile_model::MetricType::from_wire(
+                        d.u8().ok_or("bad metadata type")? as u64,
+                    );
                     let help = d.str().ok_or("bad metadata help")?.to_owned();
                     let unit = d.str().ok_or("bad metadata unit")?.to_owned();
-                    md.insert(name.to_owned(), MetricMetadata { metric_type, help, unit });
+                    md.insert(
+                        name.to_owned(),
+                        MetricMetadata {
+                            metric_type,
+                            help,
+                            unit,
+                        },
+                    );
                 }
             }
             _ => return Err("unknown record type"),
@@ -603,7 +718,9 @@ impl Head {
     /// and exemplars at or after `min_t`.
     pub fn checkpoint_frame(&self, frame: &[u8], min_t: i64, out: &mut Vec<u8>) {
         let mut d = Decoder::new(frame);
-        let (Some(rec_type), Some(count)) = (d.u8(), d.uvarint()) else { return };
+        let (Some(rec_type), Some(count)) = (d.u8(), d.uvarint()) else {
+            return;
+        };
         let table = self.series.read();
         let mut kept = 0u64;
         let mut body = Vec::new();
@@ -628,7 +745,9 @@ impl Head {
                 let (mut id, mut t) = (0i64, 0i64);
                 let (mut prev_id, mut prev_t) = (0i64, 0i64);
                 for _ in 0..count {
-                    let (Some(di), Some(dt), Some(v)) = (d.varint(), d.varint(), d.u64_le()) else { return };
+                    let (Some(di), Some(dt), Some(v)) = (d.varint(), d.varint(), d.u64_le()) else {
+                        return;
+                    };
                     id += di;
                     t += dt;
                     if t >= min_t && table.contains_key(&(id as SeriesId)) {
@@ -644,7 +763,11 @@ impl Head {
             REC_EXEMPLARS => {
                 for _ in 0..count {
                     let start = d.pos;
-                    let (Some(id), Some(t), Some(_v), Some(n)) = (d.uvarint(), d.varint(), d.u64_le(), d.uvarint()) else { return };
+                    let (Some(id), Some(t), Some(_v), Some(n)) =
+                        (d.uvarint(), d.varint(), d.u64_le(), d.uvarint())
+                    else {
+                        return;
+                    };
                     for _ in 0..n * 2 {
                         if d.str().is_none() {
                             return;
@@ -672,7 +795,13 @@ impl Head {
 
     /// Series matching all `matchers` with data overlapping `[mint, maxt]`, sorted by
     /// labels. Without `with_chunks` only labels are filled in.
-    pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64, with_chunks: bool) -> Vec<SelectedSeries> {
+    pub fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        with_chunks: bool,
+    ) -> Vec<SelectedSeries> {
         let index = self.index.read();
         let ids = select_postings(&*index, matchers);
         let table = self.series.read();
@@ -684,7 +813,11 @@ impl Head {
             if first > maxt || d.last_t < mint {
                 continue;
             }
-            let chunks = if with_chunks { d.chunk_refs(mint, maxt) } else { Vec::new() };
+            let chunks = if with_chunks {
+                d.chunk_refs(mint, maxt)
+            } else {
+                Vec::new()
+            };
             drop(d);
             out.push(SelectedSeries {
                 labels: index.labels_of(&m.labels),
@@ -698,15 +831,25 @@ impl Head {
     /// All label names, or values of one name, straight from the index.
     pub fn label_names(&self) -> Vec<String> {
         let index = self.index.read();
-        index.postings.keys().map(|&n| index.symbols.get(n).to_owned()).collect()
+        index
+            .postings
+            .keys()
+            .map(|&n| index.symbols.get(n).to_owned())
+            .collect()
     }
 
     pub fn label_values(&self, name: &str) -> Vec<String> {
         let index = self.index.read();
-        let Some(vals) = index.symbols.lookup(name).and_then(|n| index.postings.get(&n)) else {
+        let Some(vals) = index
+            .symbols
+            .lookup(name)
+            .and_then(|n| index.postings.get(&n))
+        else {
             return Vec::new();
         };
-        vals.keys().map(|&v| index.symbols.get(v).to_owned()).collect()
+        vals.keys()
+            .map(|&v| index.symbols.get(v).to_owned())
+            .collect()
     }
 
     /// The cardinality view: (series per metric name, distinct values per label name,
@@ -723,21 +866,29 @@ impl Head {
         for (&n, vals) in &index.postings {
             let name = index.symbols.get(n);
             c.num_label_pairs += vals.len() as u64;
-            c.label_value_count_by_label_name.push((name.to_owned(), vals.len() as u64));
+            c.label_value_count_by_label_name
+                .push((name.to_owned(), vals.len() as u64));
             let bytes: usize = vals.keys().map(|&v| index.symbols.get(v).len()).sum();
-            c.memory_in_bytes_by_label_name.push((name.to_owned(), bytes as u64));
+            c.memory_in_bytes_by_label_name
+                .push((name.to_owned(), bytes as u64));
             for (&v, p) in vals {
                 if Some(n) == metric_name {
-                    c.series_count_by_metric_name.push((index.symbols.get(v).to_owned(), p.len() as u64));
+                    c.series_count_by_metric_name
+                        .push((index.symbols.get(v).to_owned(), p.len() as u64));
                 }
                 pairs.push((n, v, p.len() as u64));
             }
         }
-        pairs.sort_unstable_by(|a, b| b.2.cmp(&a.2));
+        pairs.sort_unstable_by_key(|p| std::cmp::Reverse(p.2));
         pairs.truncate(limit);
         c.series_count_by_label_value_pair = pairs
             .into_iter()
-            .map(|(n, v, k)| (format!("{}={}", index.symbols.get(n), index.symbols.get(v)), k))
+            .map(|(n, v, k)| {
+                (
+                    format!("{}={}", index.symbols.get(n), index.symbols.get(v)),
+                    k,
+                )
+            })
             .collect();
         for list in [
             &mut c.series_count_by_metric_name,
@@ -749,14 +900,28 @@ impl Head {
         }
         c.symbols = index.symbols.len() as u64;
         c.index_memory_bytes = index.symbols.memory_bytes() as u64
-            + index.postings.values().flat_map(|v| v.values()).map(|p| p.capacity() as u64 * 4 + 32).sum::<u64>();
+            + index
+                .postings
+                .values()
+                .flat_map(|v| v.values())
+                .map(|p| p.capacity() as u64 * 4 + 32)
+                .sum::<u64>();
         c
     }
 
-    pub fn exemplars(&self, series: &[SeriesId], mint: i64, maxt: i64) -> Vec<(SeriesId, Exemplar)> {
+    pub fn exemplars(
+        &self,
+        series: &[SeriesId],
+        mint: i64,
+        maxt: i64,
+    ) -> Vec<(SeriesId, Exemplar)> {
         let ring = self.exemplars.lock();
         ring.iter()
-            .filter(|e| e.exemplar.timestamp >= mint && e.exemplar.timestamp <= maxt && series.binary_search(&e.series).is_ok())
+            .filter(|e| {
+                e.exemplar.timestamp >= mint
+                    && e.exemplar.timestamp <= maxt
+                    && series.binary_search(&e.series).is_ok()
+            })
             .map(|e| (e.series, e.exemplar.clone()))
             .collect()
     }
@@ -766,7 +931,9 @@ impl Head {
         let index = self.index.read();
         let ids = select_postings(&*index, matchers);
         let table = self.series.read();
-        ids.into_iter().filter_map(|id| table.get(&id).map(|m| (id, index.labels_of(&m.labels)))).collect()
+        ids.into_iter()
+            .filter_map(|id| table.get(&id).map(|m| (id, index.labels_of(&m.labels))))
+            .collect()
     }
 
     pub fn metadata(&self) -> BTreeMap<String, MetricMetadata> {
@@ -776,7 +943,7 @@ impl Head {
     /// Seals open chunks that end before `boundary` and takes every chunk that does, with
     /// labels rewritten to a sorted symbol table: exactly what a block writer needs.
     pub fn snapshot_before(&self, boundary: i64) -> HeadSnapshot {
-        let mut series: Vec<(Vec<(u32, u32)>, Vec<ChunkRef>)> = Vec::new();
+        let mut series: Vec<SeriesChunks> = Vec::new();
         let symbols: Vec<String>;
         {
             let index = self.index.read();
@@ -788,7 +955,12 @@ impl Head {
                     let sealed = d.open.take().map(ChunkAppender::seal);
                     d.sealed.extend(sealed);
                 }
-                let chunks: Vec<ChunkRef> = d.sealed.iter().filter(|c| c.max_t < boundary).map(ChunkRef::from).collect();
+                let chunks: Vec<ChunkRef> = d
+                    .sealed
+                    .iter()
+                    .filter(|c| c.max_t < boundary)
+                    .map(ChunkRef::from)
+                    .collect();
                 drop(d);
                 if chunks.is_empty() {
                     continue;
@@ -796,10 +968,14 @@ impl Head {
                 for &s in m.labels.iter() {
                     used.entry(s).or_insert(0);
                 }
-                series.push((m.labels.chunks_exact(2).map(|p| (p[0], p[1])).collect(), chunks));
+                series.push((
+                    m.labels.chunks_exact(2).map(|p| (p[0], p[1])).collect(),
+                    chunks,
+                ));
             }
             // Sorted symbols make id order equal string order.
-            let mut strings: Vec<(SymbolId, &str)> = used.keys().map(|&id| (id, index.symbols.get(id))).collect();
+            let mut strings: Vec<(SymbolId, &str)> =
+                used.keys().map(|&id| (id, index.symbols.get(id))).collect();
             strings.sort_unstable_by(|a, b| a.1.cmp(b.1));
             for (new_id, (old, _)) in strings.iter().enumerate() {
                 used.insert(*old, new_id as u32);
@@ -867,7 +1043,9 @@ impl Head {
             }
         }
         let removed_set = &removed;
-        index.all.retain(|id| removed_set.binary_search(id).is_err());
+        index
+            .all
+            .retain(|id| removed_set.binary_search(id).is_err());
         // Still under the writer lock, so no append's min/max update is lost.
         self.min_t.store(min_t, Ordering::Release);
         if min_t == i64::MAX {
@@ -875,10 +1053,15 @@ impl Head {
         }
         drop(w);
         self.chunk_bytes.fetch_sub(freed_bytes, Ordering::Relaxed);
-        self.num_samples.fetch_sub(freed_samples.min(self.num_samples.load(Ordering::Relaxed)), Ordering::Relaxed);
+        self.num_samples.fetch_sub(
+            freed_samples.min(self.num_samples.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
         self.metrics.series_removed.inc_by(removed.len() as u64);
         self.metrics.head_series.set(table.len() as i64);
-        self.metrics.head_chunk_bytes.set(self.chunk_bytes.load(Ordering::Relaxed));
+        self.metrics
+            .head_chunk_bytes
+            .set(self.chunk_bytes.load(Ordering::Relaxed));
         removed.len()
     }
 
@@ -890,14 +1073,25 @@ impl Head {
     }
 }
 
-fn create_series<'a>(index: &mut MemIndex, id: SeriesId, hash: u64, labels: impl Iterator<Item = LabelRef<'a>>) -> Arc<MemSeries> {
+fn create_series<'a>(
+    index: &mut MemIndex,
+    id: SeriesId,
+    hash: u64,
+    labels: impl Iterator<Item = LabelRef<'a>>,
+) -> Arc<MemSeries> {
     let mut syms = Vec::with_capacity(16);
     for l in labels {
         let n = index.symbols.intern(l.name);
         let v = index.symbols.intern(l.value);
         syms.push(n);
         syms.push(v);
-        index.postings.entry(n).or_default().entry(v).or_default().push(id);
+        index
+            .postings
+            .entry(n)
+            .or_default()
+            .entry(v)
+            .or_default()
+            .push(id);
     }
     index.all.push(id);
     Arc::new(MemSeries {
@@ -919,10 +1113,10 @@ fn create_series<'a>(index: &mut MemIndex, id: SeriesId, hash: u64, labels: impl
 /// chunk bytes.
 fn append_to_series(d: &mut SeriesData, t: i64, v: f64, block_range: i64) -> i64 {
     let mut delta = 0i64;
-    let cut = d
-        .open
-        .as_ref()
-        .is_some_and(|o| o.count() >= SAMPLES_PER_CHUNK || window_start(t, block_range) != window_start(o.min_t(), block_range));
+    let cut = d.open.as_ref().is_some_and(|o| {
+        o.count() >= SAMPLES_PER_CHUNK
+            || window_start(t, block_range) != window_start(o.min_t(), block_range)
+    });
     if cut && let Some(o) = d.open.take() {
         let before = o.heap_bytes() as i64;
         let sealed = o.seal();
@@ -938,7 +1132,14 @@ fn append_to_series(d: &mut SeriesData, t: i64, v: f64, block_range: i64) -> i64
     delta
 }
 
-fn push_exemplar(ring: &mut VecDeque<StoredExemplar>, max: usize, series: SeriesId, labels: Labels, t: i64, v: f64) {
+fn push_exemplar(
+    ring: &mut VecDeque<StoredExemplar>,
+    max: usize,
+    series: SeriesId,
+    labels: Labels,
+    t: i64,
+    v: f64,
+) {
     if max == 0 {
         return;
     }
@@ -970,7 +1171,7 @@ fn write_fixed_uvarint5(dst: &mut [u8], v: u64) {
 pub struct HeadSnapshot {
     pub symbols: Vec<String>,
     /// (labels as ids into `symbols`, chunks), sorted by labels.
-    pub series: Vec<(Vec<(u32, u32)>, Vec<ChunkRef>)>,
+    pub series: Vec<SeriesChunks>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]

@@ -51,22 +51,70 @@ impl Default for StoreMetrics {
 
 impl StoreMetrics {
     pub fn register(&self, r: &mut Registry) {
-        r.register("lastmile_tsdb_samples_appended", "Samples stored", self.samples_appended.clone());
+        r.register(
+            "lastmile_tsdb_samples_appended",
+            "Samples stored",
+            self.samples_appended.clone(),
+        );
         r.register(
             "lastmile_tsdb_samples_rejected",
             "Samples refused by the store, by reason (out_of_order, too_old, duplicate_timestamp)",
             self.samples_rejected.clone(),
         );
-        r.register("lastmile_tsdb_exemplars_appended", "Exemplars stored", self.exemplars_appended.clone());
-        r.register("lastmile_tsdb_series_created", "Series created in the head", self.series_created.clone());
-        r.register("lastmile_tsdb_series_removed", "Series removed from the head after their data moved to blocks", self.series_removed.clone());
-        r.register("lastmile_tsdb_wal_fsync_duration_seconds", "Duration of WAL fdatasync calls", self.wal_fsync_seconds.clone());
-        r.register("lastmile_tsdb_wal_written_bytes", "Bytes written to the WAL", self.wal_bytes_written.clone());
-        r.register("lastmile_tsdb_head_series", "Active series in the in-memory head", self.head_series.clone());
-        r.register("lastmile_tsdb_head_chunk_bytes", "Bytes of compressed samples held in the head", self.head_chunk_bytes.clone());
-        r.register("lastmile_tsdb_block_bytes", "Bytes of persisted blocks on disk", self.block_bytes.clone());
-        r.register("lastmile_tsdb_blocks", "Persisted blocks on disk", self.blocks.clone());
-        r.register("lastmile_tsdb_compactions", "Block compactions completed", self.compactions.clone());
-        r.register("lastmile_tsdb_head_flushes", "Head flushes into blocks completed", self.head_flushes.clone());
+        r.register(
+            "lastmile_tsdb_exemplars_appended",
+            "Exemplars stored",
+            self.exemplars_appended.clone(),
+        );
+        r.register(
+            "lastmile_tsdb_series_created",
+            "Series created in the head",
+            self.series_created.clone(),
+        );
+        r.register(
+            "lastmile_tsdb_series_removed",
+            "Series removed from the head after their data moved to blocks",
+            self.series_removed.clone(),
+        );
+        r.register(
+            "lastmile_tsdb_wal_fsync_duration_seconds",
+            "Duration of WAL fdatasync calls",
+            self.wal_fsync_seconds.clone(),
+        );
+        r.register(
+            "lastmile_tsdb_wal_written_bytes",
+            "Bytes written to the WAL",
+            self.wal_bytes_written.clone(),
+        );
+        r.register(
+            "lastmile_tsdb_head_series",
+            "Active series in the in-memory head",
+            self.head_series.clone(),
+        );
+        r.register(
+            "lastmile_tsdb_head_chunk_bytes",
+            "Bytes of compressed samples held in the head",
+            self.head_chunk_bytes.clone(),
+        );
+        r.register(
+            "lastmile_tsdb_block_bytes",
+            "Bytes of persisted blocks on disk",
+            self.block_bytes.clone(),
+        );
+        r.register(
+            "lastmile_tsdb_blocks",
+            "Persisted blocks on disk",
+            self.blocks.clone(),
+        );
+        r.register(
+            "lastmile_tsdb_compactions",
+            "Block compactions completed",
+            self.compactions.clone(),
+        );
+        r.register(
+            "lastmile_tsdb_head_flushes",
+            "Head flushes into blocks completed",
+            self.head_flushes.clone(),
+        );
     }
 }

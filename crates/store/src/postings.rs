@@ -91,7 +91,9 @@ pub fn select_postings(index: &dyn LabelIndex, matchers: &[Matcher]) -> Vec<Seri
         } else if m.op == lastmile_model::MatchOp::Equal {
             positive.push(index.postings(&m.name, &m.value));
         } else if let Some(set) = m.set_matches() {
-            positive.push(union(set.iter().map(|v| index.postings(&m.name, v)).collect()));
+            positive.push(union(
+                set.iter().map(|v| index.postings(&m.name, v)).collect(),
+            ));
         } else {
             positive.push(index.postings_where(&m.name, &mut |v| m.matches(v)));
         }

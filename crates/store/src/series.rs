@@ -11,7 +11,11 @@ use crate::chunk::{ChunkIter, SealedChunk};
 #[derive(Clone, Debug)]
 pub enum ChunkBytes {
     Owned(Arc<[u8]>),
-    Mapped { map: Arc<Mmap>, start: usize, len: usize },
+    Mapped {
+        map: Arc<Mmap>,
+        start: usize,
+        len: usize,
+    },
 }
 
 impl ChunkBytes {

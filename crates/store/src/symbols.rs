@@ -23,7 +23,9 @@ impl Symbols {
     pub fn lookup(&self, s: &str) -> Option<SymbolId> {
         let strings = &self.strings;
         self.table
-            .find(xxh3_64(s.as_bytes()), |&id| strings[id as usize].as_deref() == Some(s))
+            .find(xxh3_64(s.as_bytes()), |&id| {
+                strings[id as usize].as_deref() == Some(s)
+            })
             .copied()
     }
 
@@ -31,7 +33,10 @@ impl Symbols {
     pub fn intern(&mut self, s: &str) -> SymbolId {
         let hash = xxh3_64(s.as_bytes());
         let strings = &self.strings;
-        if let Some(&id) = self.table.find(hash, |&id| strings[id as usize].as_deref() == Some(s)) {
+        if let Some(&id) = self
+            .table
+            .find(hash, |&id| strings[id as usize].as_deref() == Some(s))
+        {
             self.refs[id as usize] += 1;
             return id;
         }
@@ -49,8 +54,9 @@ impl Symbols {
         };
         self.heap_bytes += s.len();
         let strings = &self.strings;
-        self.table
-            .insert_unique(hash, id, |&id| xxh3_64(strings[id as usize].as_deref().unwrap_or("").as_bytes()));
+        self.table.insert_unique(hash, id, |&id| {
+            xxh3_64(strings[id as usize].as_deref().unwrap_or("").as_bytes())
+        });
         id
     }
 

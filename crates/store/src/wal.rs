@@ -100,7 +100,9 @@ pub fn latest_checkpoint(dir: &Path) -> io::Result<Option<(u64, PathBuf)>> {
         let e = e?;
         let name = e.file_name();
         let Some(s) = name.to_str() else { continue };
-        if let Some(n) = s.strip_prefix("checkpoint.").and_then(|n| n.parse::<u64>().ok())
+        if let Some(n) = s
+            .strip_prefix("checkpoint.")
+            .and_then(|n| n.parse::<u64>().ok())
             && best.as_ref().is_none_or(|(b, _)| n > *b)
         {
             best = Some((n, e.path()));
@@ -116,13 +118,26 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 impl Wal {
     /// Opens the log for appending in a new segment after every existing one (replay has
     /// read and repaired those already).
-    pub fn open(dir: &Path, sync: WalSync, segment_size: u64, metrics: Arc<StoreMetrics>) -> Result<Wal, StoreError> {
+    pub fn open(
+        dir: &Path,
+        sync: WalSync,
+        segment_size: u64,
+        metrics: Arc<StoreMetrics>,
+    ) -> Result<Wal, StoreError> {
         fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
-        let last = list_segments(dir).map_err(|e| StoreError::io(dir, e))?.last().copied();
-        let checkpoint = latest_checkpoint(dir).map_err(|e| StoreError::io(dir, e))?.map(|c| c.0);
+        let last = list_segments(dir)
+            .map_err(|e| StoreError::io(dir, e))?
+            .last()
+            .copied();
+        let checkpoint = latest_checkpoint(dir)
+            .map_err(|e| StoreError::io(dir, e))?
+            .map(|c| c.0);
         let first = last.map(|n| n + 1).or(checkpoint).unwrap_or(0);
         let file = create_segment(dir, first)?;
-        let (durable, _) = watch::channel(Durable { seq: 0, failed: None });
+        let (durable, _) = watch::channel(Durable {
+            seq: 0,
+            failed: None,
+        });
         let shared = Arc::new(Shared {
             staging: Mutex::new(Staging {
                 buf: Vec::with_capacity(1 << 20),
@@ -194,7 +209,9 @@ impl Wal {
             if let Some(msg) = &self.shared.durable.borrow().failed {
                 return Err(StoreError::WalFailed(msg.to_string()));
             }
-            self.shared.rotated.wait_for(&mut st, Duration::from_millis(100));
+            self.shared
+                .rotated
+                .wait_for(&mut st, Duration::from_millis(100));
         }
         Ok(self.shared.current_segment.load(Ordering::Acquire))
     }
@@ -233,7 +250,14 @@ fn create_segment(dir: &Path, n: u64) -> Result<File, StoreError> {
     Ok(f)
 }
 
-fn writer_loop(shared: Arc<Shared>, dir: PathBuf, mut file: File, mut segment: u64, sync: WalSync, segment_size: u64) {
+fn writer_loop(
+    shared: Arc<Shared>,
+    dir: PathBuf,
+    mut file: File,
+    mut segment: u64,
+    sync: WalSync,
+    segment_size: u64,
+) {
     let mut spare: Vec<u8> = Vec::with_capacity(1 << 20);
     let mut written: u64 = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut last_sync = Instant::now();
@@ -265,18 +289,24 @@ fn writer_loop(shared: Arc<Shared>, dir: PathBuf, mut file: File, mut segment: u
             }
             let due = match sync {
                 WalSync::Fsync => unsynced,
-                WalSync::Write { interval } => unsynced && (last_sync.elapsed() >= interval || rotate || shutdown),
+                WalSync::Write { interval } => {
+                    unsynced && (last_sync.elapsed() >= interval || rotate || shutdown)
+                }
             };
             if due || (unsynced && (rotate || shutdown || written >= segment_size)) {
                 let start = Instant::now();
                 file.sync_data()?;
-                shared.metrics.wal_fsync_seconds.observe(start.elapsed().as_secs_f64());
+                shared
+                    .metrics
+                    .wal_fsync_seconds
+                    .observe(start.elapsed().as_secs_f64());
                 last_sync = Instant::now();
                 unsynced = false;
             }
             if rotate || written >= segment_size {
                 segment += 1;
-                file = create_segment(&dir, segment).map_err(|e| io::Error::other(e.to_string()))?;
+                file =
+                    create_segment(&dir, segment).map_err(|e| io::Error::other(e.to_string()))?;
                 written = 0;
                 shared.current_segment.store(segment, Ordering::Release);
             }
@@ -290,7 +320,9 @@ fn writer_loop(shared: Arc<Shared>, dir: PathBuf, mut file: File, mut segment: u
             }
             Err(e) => {
                 tracing::error!(error = %e, dir = %dir.display(), "WAL write failed; refusing further writes");
-                shared.durable.send_modify(|d| d.failed = Some(format!("WAL write failed: {e}").into()));
+                shared
+                    .durable
+                    .send_modify(|d| d.failed = Some(format!("WAL write failed: {e}").into()));
                 shared.staging.lock().rotate = false;
                 shared.rotated.notify_all();
                 return;
@@ -402,7 +434,11 @@ pub fn replay(dir: &Path, mut apply: impl FnMut(&[u8])) -> Result<ReplayStats, S
             }
         }
     }
-    let segments: Vec<u64> = list_segments(dir).map_err(io)?.into_iter().filter(|&n| n >= first_segment).collect();
+    let segments: Vec<u64> = list_segments(dir)
+        .map_err(io)?
+        .into_iter()
+        .filter(|&n| n >= first_segment)
+        .collect();
     for (i, &seg) in segments.iter().enumerate() {
         let path = segment_path(dir, seg);
         let data = fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
@@ -424,8 +460,12 @@ pub fn replay(dir: &Path, mut apply: impl FnMut(&[u8])) -> Result<ReplayStats, S
                     fs::remove_file(&p).map_err(|e| StoreError::io(&p, e))?;
                 }
             }
-            let f = OpenOptions::new().write(true).open(&path).map_err(|e| StoreError::io(&path, e))?;
-            f.set_len(valid as u64).map_err(|e| StoreError::io(&path, e))?;
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| StoreError::io(&path, e))?;
+            f.set_len(valid as u64)
+                .map_err(|e| StoreError::io(&path, e))?;
             f.sync_all().map_err(|e| StoreError::io(&path, e))?;
             stats.truncated_bytes += (data.len() - valid) as u64;
             break;
@@ -444,7 +484,11 @@ pub struct ReplayStats {
 /// Rewrites what segments below `upto` hold into `checkpoint.<upto>`, keeping only frames
 /// that `filter` rewrites into `out` (it may drop or shrink them), then deletes those
 /// segments and older checkpoints. Atomic: the checkpoint appears by rename.
-pub fn checkpoint(dir: &Path, upto: u64, mut filter: impl FnMut(&[u8], &mut Vec<u8>)) -> Result<(), StoreError> {
+pub fn checkpoint(
+    dir: &Path,
+    upto: u64,
+    mut filter: impl FnMut(&[u8], &mut Vec<u8>),
+) -> Result<(), StoreError> {
     let io = |e| StoreError::io(dir, e);
     let old = latest_checkpoint(dir).map_err(io)?;
     let tmp = dir.join(format!("{}.tmp", checkpoint_name(upto)));
@@ -453,7 +497,8 @@ pub fn checkpoint(dir: &Path, upto: u64, mut filter: impl FnMut(&[u8], &mut Vec<
     }
     fs::create_dir_all(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
     let out_path = segment_path(&tmp, 0);
-    let mut out = io::BufWriter::new(File::create(&out_path).map_err(|e| StoreError::io(&out_path, e))?);
+    let mut out =
+        io::BufWriter::new(File::create(&out_path).map_err(|e| StoreError::io(&out_path, e))?);
     let mut buf = Vec::new();
     let mut inputs: Vec<PathBuf> = Vec::new();
     if let Some((_, cdir)) = &old {
@@ -462,17 +507,24 @@ pub fn checkpoint(dir: &Path, upto: u64, mut filter: impl FnMut(&[u8], &mut Vec<
         }
     }
     let first = old.as_ref().map(|c| c.0).unwrap_or(0);
-    let segments: Vec<u64> = list_segments(dir).map_err(io)?.into_iter().filter(|&n| n >= first && n < upto).collect();
+    let segments: Vec<u64> = list_segments(dir)
+        .map_err(io)?
+        .into_iter()
+        .filter(|&n| n >= first && n < upto)
+        .collect();
     inputs.extend(segments.iter().map(|&n| segment_path(dir, n)));
     for path in &inputs {
         let data = fs::read(path).map_err(|e| StoreError::io(path, e))?;
         for frame in FrameIter::new(&data) {
             buf.clear();
             filter(frame, &mut buf);
-            out.write_all(&buf).map_err(|e| StoreError::io(&out_path, e))?;
+            out.write_all(&buf)
+                .map_err(|e| StoreError::io(&out_path, e))?;
         }
     }
-    let f = out.into_inner().map_err(|e| StoreError::io(&out_path, e.into_error()))?;
+    let f = out
+        .into_inner()
+        .map_err(|e| StoreError::io(&out_path, e.into_error()))?;
     f.sync_all().map_err(|e| StoreError::io(&out_path, e))?;
     sync_dir(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
     let final_dir = dir.join(checkpoint_name(upto));
@@ -523,7 +575,9 @@ mod tests {
         let mut frames = Vec::new();
         for i in 0..100u32 {
             frames.clear();
-            write_frame(&mut frames, REC_SAMPLES, |b| b.extend_from_slice(&i.to_le_bytes()));
+            write_frame(&mut frames, REC_SAMPLES, |b| {
+                b.extend_from_slice(&i.to_le_bytes())
+            });
             let seq = wal.submit(&frames).unwrap();
             wal.wait_durable(seq).await.unwrap();
         }
@@ -531,7 +585,10 @@ mod tests {
         assert_eq!(seg, 1);
         wal.close();
         let mut seen = Vec::new();
-        replay(dir.path(), |f| seen.push(u32::from_le_bytes(f[1..5].try_into().unwrap()))).unwrap();
+        replay(dir.path(), |f| {
+            seen.push(u32::from_le_bytes(f[1..5].try_into().unwrap()))
+        })
+        .unwrap();
         assert_eq!(seen, (0..100).collect::<Vec<_>>());
         // A checkpoint keeping the even ones replaces segment 0.
         checkpoint(dir.path(), seg, |f, out| {
@@ -541,7 +598,10 @@ mod tests {
         })
         .unwrap();
         let mut seen = Vec::new();
-        replay(dir.path(), |f| seen.push(u32::from_le_bytes(f[1..5].try_into().unwrap()))).unwrap();
+        replay(dir.path(), |f| {
+            seen.push(u32::from_le_bytes(f[1..5].try_into().unwrap()))
+        })
+        .unwrap();
         assert_eq!(seen, (0..100).filter(|i| i % 2 == 0).collect::<Vec<_>>());
         assert!(!segment_path(dir.path(), 0).exists());
     }

@@ -18,7 +18,9 @@ fn opts() -> DbOptions {
 }
 
 fn open(dir: &std::path::Path) -> Db {
-    Db::open(dir, opts(), Arc::new(StoreMetrics::default())).unwrap().0
+    Db::open(dir, opts(), Arc::new(StoreMetrics::default()))
+        .unwrap()
+        .0
 }
 
 /// `n` series `test_metric{idx="i", job="j"}`, each with the given samples.
@@ -50,7 +52,11 @@ fn all_samples(db: &Db, matchers: &[Matcher]) -> Vec<(String, Vec<(i64, f64)>)> 
         .unwrap()
         .into_iter()
         .map(|s| {
-            let samples = s.samples(i64::MIN / 2, i64::MAX / 2).into_iter().map(|x| (x.t, x.v)).collect();
+            let samples = s
+                .samples(i64::MIN / 2, i64::MAX / 2)
+                .into_iter()
+                .map(|x| (x.t, x.v))
+                .collect();
             (s.labels.get("idx").unwrap_or("").to_owned(), samples)
         })
         .collect()
@@ -63,7 +69,10 @@ async fn write_select_and_restart() {
     {
         let db = open(dir.path());
         for k in 0..10 {
-            let out = db.write(&batch(&n, &[(k * 15_000, k as f64)])).await.unwrap();
+            let out = db
+                .write(&batch(&n, &[(k * 15_000, k as f64)]))
+                .await
+                .unwrap();
             assert_eq!(out.samples, 50);
         }
         let even = all_samples(&db, &[eq("job", "even")]);
@@ -93,12 +102,38 @@ async fn out_of_order_too_old_and_duplicates_are_counted_rest_kept() {
     db.write(&batch(&n, &[(10 * HOUR, 1.0)])).await.unwrap();
     // Out of order, identical duplicate (ignored), conflicting duplicate, too old, then new.
     let out = db
-        .write(&batch(&n, &[(10 * HOUR - 1, 0.0), (10 * HOUR, 1.0), (10 * HOUR, 2.0), (8 * HOUR, 0.0), (10 * HOUR + 1, 3.0)]))
+        .write(&batch(
+            &n,
+            &[
+                (10 * HOUR - 1, 0.0),
+                (10 * HOUR, 1.0),
+                (10 * HOUR, 2.0),
+                (8 * HOUR, 0.0),
+                (10 * HOUR + 1, 3.0),
+            ],
+        ))
         .await
         .unwrap();
-    assert_eq!((out.samples, out.out_of_order, out.duplicate_timestamp, out.too_old), (1, 1, 1, 1));
+    assert_eq!(
+        (
+            out.samples,
+            out.out_of_order,
+            out.duplicate_timestamp,
+            out.too_old
+        ),
+        (1, 1, 1, 1)
+    );
     let got = all_samples(&db, &[eq("idx", "0000")]);
     assert_eq!(got[0].1, vec![(10 * HOUR, 1.0), (10 * HOUR + 1, 3.0)]);
+    // A retry of the whole last request: already stored, so nothing is refused, and a
+    // genuinely different old value still counts as out of order.
+    let retry = db
+        .write(&batch(&n, &[(10 * HOUR, 1.0), (10 * HOUR + 1, 3.0)]))
+        .await
+        .unwrap();
+    assert_eq!((retry.samples, retry.rejected()), (0, 0));
+    let changed = db.write(&batch(&n, &[(10 * HOUR, 7.0)])).await.unwrap();
+    assert_eq!(changed.out_of_order, 1);
 }
 
 #[tokio::test]
@@ -110,14 +145,44 @@ async fn matchers_follow_prometheus_semantics() {
     let m = |op, name: &str, v: &str| Matcher::new(op, name, v).unwrap();
     let count = |ms: &[Matcher]| db.select(ms, 0, 2000, false).unwrap().len();
     assert_eq!(count(&[m(MatchOp::Regex, "idx", "000[0-4]")]), 5);
-    assert_eq!(count(&[eq("__name__", "test_metric"), m(MatchOp::NotRegex, "idx", "000[0-4]")]), 5);
-    assert_eq!(count(&[eq("__name__", "test_metric"), m(MatchOp::NotEqual, "job", "even")]), 5);
+    assert_eq!(
+        count(&[
+            eq("__name__", "test_metric"),
+            m(MatchOp::NotRegex, "idx", "000[0-4]")
+        ]),
+        5
+    );
+    assert_eq!(
+        count(&[
+            eq("__name__", "test_metric"),
+            m(MatchOp::NotEqual, "job", "even")
+        ]),
+        5
+    );
     // A label nobody has: `=""` keeps all, `!=""` none.
     assert_eq!(count(&[eq("__name__", "test_metric"), eq("zone", "")]), 10);
-    assert_eq!(count(&[eq("__name__", "test_metric"), m(MatchOp::NotEqual, "zone", "")]), 0);
-    assert_eq!(count(&[m(MatchOp::Regex, "job", "even|odd"), m(MatchOp::Regex, "idx", ".*1")]), 1);
-    assert_eq!(db.label_values("job", &[], 0, 2000).unwrap(), vec!["even", "odd"]);
-    assert_eq!(db.label_names(&[vec![eq("job", "odd")]], 0, 2000).unwrap(), vec!["__name__", "idx", "job"]);
+    assert_eq!(
+        count(&[
+            eq("__name__", "test_metric"),
+            m(MatchOp::NotEqual, "zone", "")
+        ]),
+        0
+    );
+    assert_eq!(
+        count(&[
+            m(MatchOp::Regex, "job", "even|odd"),
+            m(MatchOp::Regex, "idx", ".*1")
+        ]),
+        1
+    );
+    assert_eq!(
+        db.label_values("job", &[], 0, 2000).unwrap(),
+        vec!["even", "odd"]
+    );
+    assert_eq!(
+        db.label_names(&[vec![eq("job", "odd")]], 0, 2000).unwrap(),
+        vec!["__name__", "idx", "job"]
+    );
 }
 
 #[tokio::test]
@@ -139,8 +204,15 @@ async fn head_flushes_into_blocks_which_compact_and_expire() {
         db.maintain().unwrap();
         let status = db.status(10);
         assert!(!status.blocks.is_empty(), "some windows were persisted");
-        assert!(status.head.min_time.unwrap() >= 6 * HOUR, "head holds only recent windows");
-        assert!(status.blocks.iter().any(|b| b.meta.compaction.level > 1), "2h blocks were compacted: {:?}", status.blocks);
+        assert!(
+            status.head.min_time.unwrap() >= 6 * HOUR,
+            "head holds only recent windows"
+        );
+        assert!(
+            status.blocks.iter().any(|b| b.meta.compaction.level > 1),
+            "2h blocks were compacted: {:?}",
+            status.blocks
+        );
         let got = all_samples(&db, &[eq("idx", "0003")]);
         let want: Vec<(i64, f64)> = expected.iter().map(|(t, v)| (*t, v + 3.0)).collect();
         assert_eq!(got[0].1, want, "blocks + head return every sample once");
@@ -162,10 +234,15 @@ async fn head_flushes_into_blocks_which_compact_and_expire() {
         retention: Duration::from_secs(3 * 3600),
         ..opts()
     };
-    let db = Db::open(dir.path(), short, Arc::new(StoreMetrics::default())).unwrap().0;
+    let db = Db::open(dir.path(), short, Arc::new(StoreMetrics::default()))
+        .unwrap()
+        .0;
     db.maintain().unwrap();
     let got = all_samples(&db, &[eq("idx", "0003")]);
-    assert!(got[0].1.first().unwrap().0 >= 12 * HOUR - 3 * HOUR - 2 * HOUR, "old blocks deleted");
+    assert!(
+        got[0].1.first().unwrap().0 >= 12 * HOUR - 3 * HOUR - 2 * HOUR,
+        "old blocks deleted"
+    );
     assert_eq!(got[0].1.last().unwrap().0, expected.last().unwrap().0);
 }
 
@@ -179,7 +256,14 @@ async fn exemplars_and_metadata_survive_restart() {
         b.push_label("__name__", "http_requests_total");
         b.push_label("job", "api");
         b.push_sample(1000, 5.0);
-        b.push_exemplar(&[lastmile_model::LabelRef { name: "trace_id", value: "abc123" }], 1000, 1.0);
+        b.push_exemplar(
+            &[lastmile_model::LabelRef {
+                name: "trace_id",
+                value: "abc123",
+            }],
+            1000,
+            1.0,
+        );
         b.finish_series().unwrap();
         b.metadata.push(lastmile_model::MetadataRef {
             metric_family_name: "http_requests_total",
@@ -202,6 +286,8 @@ async fn exemplars_and_metadata_survive_restart() {
 fn a_second_process_cannot_open_the_same_directory() {
     let dir = tempfile::tempdir().unwrap();
     let _db = open(dir.path());
-    let err = Db::open(dir.path(), opts(), Arc::new(StoreMetrics::default())).err().unwrap();
+    let err = Db::open(dir.path(), opts(), Arc::new(StoreMetrics::default()))
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("in use"), "{err}");
 }

@@ -40,13 +40,20 @@ pub enum DecompressError {
 impl DecompressError {
     /// Whether this is the client sending too much (413) rather than garbage (400/415).
     pub fn is_too_large(&self) -> bool {
-        matches!(self, Self::TooLarge { .. } | Self::TooLargeUndeclared { .. })
+        matches!(
+            self,
+            Self::TooLarge { .. } | Self::TooLargeUndeclared { .. }
+        )
     }
 }
 
 /// Decompresses `body`, refusing before allocation when the size declared in the stream
 /// header is over `limit`, and stopping at `limit` when no size is declared.
-pub fn decompress(encoding: ContentEncoding, body: &[u8], limit: usize) -> Result<Vec<u8>, DecompressError> {
+pub fn decompress(
+    encoding: ContentEncoding,
+    body: &[u8],
+    limit: usize,
+) -> Result<Vec<u8>, DecompressError> {
     match encoding {
         ContentEncoding::Identity => {
             if body.len() > limit {
@@ -58,7 +65,8 @@ pub fn decompress(encoding: ContentEncoding, body: &[u8], limit: usize) -> Resul
             Ok(body.to_vec())
         }
         ContentEncoding::Snappy => {
-            let size = snap::raw::decompress_len(body).map_err(|e| DecompressError::Snappy(e.to_string()))?;
+            let size = snap::raw::decompress_len(body)
+                .map_err(|e| DecompressError::Snappy(e.to_string()))?;
             if size > limit {
                 return Err(DecompressError::TooLarge {
                     size: size as u64,
@@ -80,7 +88,8 @@ pub fn decompress(encoding: ContentEncoding, body: &[u8], limit: usize) -> Resul
                 Ok(_) => {}
                 Err(_) => return Err(DecompressError::Zstd("not a zstd frame".into())),
             }
-            let decoder = zstd::stream::read::Decoder::with_buffer(body).map_err(|e| DecompressError::Zstd(e.to_string()))?;
+            let decoder = zstd::stream::read::Decoder::with_buffer(body)
+                .map_err(|e| DecompressError::Zstd(e.to_string()))?;
             let mut out = Vec::new();
             decoder
                 .take(limit as u64 + 1)
@@ -102,11 +111,22 @@ mod tests {
     fn snappy_round_trip_and_bomb() {
         let data = vec![7u8; 10_000];
         let c = snap::raw::Encoder::new().compress_vec(&data).unwrap();
-        assert_eq!(decompress(ContentEncoding::Snappy, &c, 10_000).unwrap(), data);
-        assert!(decompress(ContentEncoding::Snappy, &c, 9_999).unwrap_err().is_too_large());
+        assert_eq!(
+            decompress(ContentEncoding::Snappy, &c, 10_000).unwrap(),
+            data
+        );
+        assert!(
+            decompress(ContentEncoding::Snappy, &c, 9_999)
+                .unwrap_err()
+                .is_too_large()
+        );
         // A header that declares 4 GiB in a 5-byte body is refused without allocating.
         let bomb = [0xff, 0xff, 0xff, 0xff, 0x0f];
-        assert!(decompress(ContentEncoding::Snappy, &bomb, 1 << 20).unwrap_err().is_too_large());
+        assert!(
+            decompress(ContentEncoding::Snappy, &bomb, 1 << 20)
+                .unwrap_err()
+                .is_too_large()
+        );
         assert!(matches!(
             decompress(ContentEncoding::Snappy, b"\x05garbage", 100),
             Err(DecompressError::Snappy(_))
@@ -118,7 +138,11 @@ mod tests {
         let data = vec![1u8; 50_000];
         let c = zstd::bulk::compress(&data, 3).unwrap();
         assert_eq!(decompress(ContentEncoding::Zstd, &c, 50_000).unwrap(), data);
-        assert!(decompress(ContentEncoding::Zstd, &c, 1_000).unwrap_err().is_too_large());
+        assert!(
+            decompress(ContentEncoding::Zstd, &c, 1_000)
+                .unwrap_err()
+                .is_too_large()
+        );
         // Streamed frames carry no size: the limit still holds.
         let mut streamed = Vec::new();
         {
@@ -130,13 +154,22 @@ mod tests {
             decompress(ContentEncoding::Zstd, &streamed, 1_000),
             Err(DecompressError::TooLargeUndeclared { limit: 1_000 })
         );
-        assert!(matches!(decompress(ContentEncoding::Zstd, b"nope", 100), Err(DecompressError::Zstd(_))));
+        assert!(matches!(
+            decompress(ContentEncoding::Zstd, b"nope", 100),
+            Err(DecompressError::Zstd(_))
+        ));
     }
 
     #[test]
     fn content_encoding_header() {
-        assert_eq!(ContentEncoding::from_header(None), Ok(ContentEncoding::Snappy));
-        assert_eq!(ContentEncoding::from_header(Some("ZSTD")), Ok(ContentEncoding::Zstd));
+        assert_eq!(
+            ContentEncoding::from_header(None),
+            Ok(ContentEncoding::Snappy)
+        );
+        assert_eq!(
+            ContentEncoding::from_header(Some("ZSTD")),
+            Ok(ContentEncoding::Zstd)
+        );
         assert!(ContentEncoding::from_header(Some("gzip")).is_err());
     }
 }

@@ -36,7 +36,9 @@ pub struct Unsupported {
 
 /// Decodes a whole request. On any error nothing of the request may be stored, so the
 /// caller drops the partial batch.
-pub fn decode_write_request<'a>(buf: &'a [u8]) -> Result<(WriteBatch<'a>, Unsupported), DecodeError> {
+pub fn decode_write_request<'a>(
+    buf: &'a [u8],
+) -> Result<(WriteBatch<'a>, Unsupported), DecodeError> {
     // A label or a sample costs at least 4 bytes on the wire; size the flat vectors once.
     let mut batch = WriteBatch::with_capacity(buf.len() / 128, buf.len() / 24);
     let mut unsupported = Unsupported::default();

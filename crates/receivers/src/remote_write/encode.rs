@@ -82,7 +82,10 @@ mod tests {
 
     fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> EncodeSeries {
         EncodeSeries {
-            labels: labels.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            labels: labels
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
             samples: samples.to_vec(),
             exemplars: vec![],
         }
@@ -90,7 +93,10 @@ mod tests {
 
     #[test]
     fn round_trip_with_exemplars_and_metadata() {
-        let mut s = series(&[("job", "api"), ("__name__", "http_requests_total")], &[(1000, 1.5), (2000, -0.0)]);
+        let mut s = series(
+            &[("job", "api"), ("__name__", "http_requests_total")],
+            &[(1000, 1.5), (2000, -0.0)],
+        );
         s.exemplars.push(EncodeExemplar {
             labels: vec![("trace_id".into(), "4bf92f3577b34da6a3ce929d0e0e4736".into())],
             t: 1500,
@@ -106,13 +112,23 @@ mod tests {
         let (batch, unsupported) = decode_write_request(&buf).unwrap();
         assert_eq!(unsupported.native_histograms, 0);
         let s = &batch.series[0];
-        let labels: Vec<_> = batch.series_labels(s).iter().map(|l| (l.name, l.value)).collect();
-        assert_eq!(labels, [("__name__", "http_requests_total"), ("job", "api")]);
+        let labels: Vec<_> = batch
+            .series_labels(s)
+            .iter()
+            .map(|l| (l.name, l.value))
+            .collect();
+        assert_eq!(
+            labels,
+            [("__name__", "http_requests_total"), ("job", "api")]
+        );
         let samples: Vec<_> = batch.series_samples(s).iter().map(|s| (s.t, s.v)).collect();
         assert_eq!(samples, [(1000, 1.5), (2000, -0.0)]);
         let e = &batch.series_exemplars(s)[0];
         assert_eq!((e.t, e.v), (1500, 0.25));
-        assert_eq!(batch.exemplar_labels(e)[0].value, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            batch.exemplar_labels(e)[0].value,
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
         assert_eq!(batch.metadata[0].metric_type, MetricType::Counter);
         assert_eq!(batch.metadata[0].help, "Requests.");
     }
@@ -121,7 +137,10 @@ mod tests {
     fn truncation_is_an_error_not_a_panic() {
         let buf = encode_write_request(&[series(&[("__name__", "x")], &[(1, 2.0)])], &[]);
         for cut in 1..buf.len() {
-            assert!(decode_write_request(&buf[..cut]).is_err(), "cut at {cut} decoded");
+            assert!(
+                decode_write_request(&buf[..cut]).is_err(),
+                "cut at {cut} decoded"
+            );
         }
     }
 
@@ -130,7 +149,10 @@ mod tests {
         let mut buf = encode_write_request(&[series(&[("__name__", "xy")], &[])], &[]);
         let pos = buf.windows(2).position(|w| w == b"xy").unwrap();
         buf[pos] = 0xff;
-        assert!(matches!(decode_write_request(&buf), Err(DecodeError::InvalidUtf8 { .. })));
+        assert!(matches!(
+            decode_write_request(&buf),
+            Err(DecodeError::InvalidUtf8 { .. })
+        ));
     }
 
     proptest! {

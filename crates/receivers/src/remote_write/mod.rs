@@ -16,7 +16,8 @@ pub fn verify_crc32c(header: &str, body: &[u8]) -> Result<(), CrcError> {
     if header.len() != 8 || !header.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(CrcError::Malformed(header.to_owned()));
     }
-    let expected = u32::from_str_radix(header, 16).map_err(|_| CrcError::Malformed(header.to_owned()))?;
+    let expected =
+        u32::from_str_radix(header, 16).map_err(|_| CrcError::Malformed(header.to_owned()))?;
     let actual = crc32c::crc32c(body);
     if expected != actual {
         return Err(CrcError::Mismatch { expected, actual });
@@ -42,7 +43,13 @@ mod tests {
         let good = format!("{:08x}", crc32c::crc32c(body));
         assert_eq!(verify_crc32c(&good, body), Ok(()));
         assert_eq!(verify_crc32c(&good.to_uppercase(), body), Ok(()));
-        assert!(matches!(verify_crc32c("deadbeef", body), Err(CrcError::Mismatch { .. })));
-        assert!(matches!(verify_crc32c("xyz", body), Err(CrcError::Malformed(_))));
+        assert!(matches!(
+            verify_crc32c("deadbeef", body),
+            Err(CrcError::Mismatch { .. })
+        ));
+        assert!(matches!(
+            verify_crc32c("xyz", body),
+            Err(CrcError::Malformed(_))
+        ));
     }
 }

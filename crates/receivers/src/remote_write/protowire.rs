@@ -18,7 +18,11 @@ pub struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     pub fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0, base: 0 }
+        Reader {
+            buf,
+            pos: 0,
+            base: 0,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -178,7 +182,12 @@ impl Writer<'_> {
 
     /// Writes a nested message: `fill` writes its fields into a scratch buffer first,
     /// because the length prefix comes before the contents.
-    pub fn message(&mut self, field: u32, scratch: &mut Vec<u8>, fill: impl FnOnce(&mut Writer<'_>)) {
+    pub fn message(
+        &mut self,
+        field: u32,
+        scratch: &mut Vec<u8>,
+        fill: impl FnOnce(&mut Writer<'_>),
+    ) {
         scratch.clear();
         fill(&mut Writer(scratch));
         self.bytes(field, scratch);
