@@ -143,6 +143,7 @@ async fn write(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Respons
                 "outOfOrder": outcome.out_of_order,
                 "tooOld": outcome.too_old,
                 "duplicateTimestamp": outcome.duplicate_timestamp,
+                "tooFarInFuture": outcome.too_far_in_future,
                 "exemplars": outcome.exemplars_rejected,
                 "nativeHistograms": unsupported.native_histograms,
             }
@@ -172,6 +173,12 @@ fn rejection_warnings(o: &lastmile_store::AppendOutcome, histograms: u32) -> Vec
         w.push(format!(
             "{} samples repeated a timestamp with a different value and were not stored",
             o.duplicate_timestamp
+        ));
+    }
+    if o.too_far_in_future > 0 {
+        w.push(format!(
+            "{} samples were more than 10 minutes ahead of the server's clock and were not stored",
+            o.too_far_in_future
         ));
     }
     if o.exemplars_rejected > 0 {

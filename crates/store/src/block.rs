@@ -155,8 +155,16 @@ impl BlockWriter {
         let mut prev_max = 0i64;
         for (i, c) in chunks.iter().enumerate() {
             let data = c.bytes.as_slice();
-            put_varint(b, if i == 0 { c.min_t } else { c.min_t - prev_max });
-            put_uvarint(b, (c.max_t - c.min_t) as u64);
+            // Wrapping both ways: hostile timestamps may span more than i64.
+            put_varint(
+                b,
+                if i == 0 {
+                    c.min_t
+                } else {
+                    c.min_t.wrapping_sub(prev_max)
+                },
+            );
+            put_uvarint(b, c.max_t.wrapping_sub(c.min_t) as u64);
             put_uvarint(b, c.count as u64);
             put_uvarint(b, data.len() as u64);
             prev_max = c.max_t;
@@ -505,8 +513,12 @@ impl Block {
         let mut prev_max = 0i64;
         for k in 0..nchunks {
             let delta = d.varint().ok_or_else(bad)?;
-            let min_t = if k == 0 { delta } else { prev_max + delta };
-            let max_t = min_t + d.uvarint().ok_or_else(bad)? as i64;
+            let min_t = if k == 0 {
+                delta
+            } else {
+                prev_max.wrapping_add(delta)
+            };
+            let max_t = min_t.wrapping_add(d.uvarint().ok_or_else(bad)? as i64);
             let count = d.uvarint().ok_or_else(bad)? as u16;
             let len = d.uvarint().ok_or_else(bad)? as u32;
             chunks.push(ChunkMeta {

@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::block::{Block, BlockMeta, BlockWriter};
 use crate::error::StoreError;
-use crate::head::{AppendOutcome, Cardinality, Exemplar, Head, window_start};
+use crate::head::{AppendOutcome, Cardinality, Exemplar, Head, MAX_FUTURE_MS, window_start};
 use crate::metrics::StoreMetrics;
 use crate::series::{SelectedSeries, merge_sources};
 use crate::wal::{self, Wal, WalSync};
@@ -121,7 +121,7 @@ impl Db {
         let range_ms = opts.block_range.as_millis() as i64;
         let head = Head::new(range_ms, opts.max_exemplars, metrics.clone());
         if let Some(max) = blocks.iter().map(|b| b.meta().max_time).max() {
-            head.set_min_valid_t(max + 1);
+            head.set_min_valid_t(max.saturating_add(1));
         }
         let wal_dir = dir.join("wal");
         let mut aliases = HashMap::new();
@@ -173,7 +173,13 @@ impl Db {
 
     /// Appends a batch and returns once it is durable per the WAL sync policy.
     pub async fn write(&self, batch: &WriteBatch<'_>) -> Result<AppendOutcome, StoreError> {
-        let out = self.head.append(batch, Some(&self.wal))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(i64::MAX / 2);
+        let out = self
+            .head
+            .append(batch, Some(&self.wal), now.saturating_add(MAX_FUTURE_MS))?;
         if let Some(seq) = out.wal_seq {
             self.wal.wait_durable(seq).await?;
         }
@@ -318,10 +324,10 @@ impl Db {
         let range = self.opts.block_range.as_millis() as i64;
         // Prometheus's rule: persist once the head spans 1.5 ranges, oldest window first.
         while let (Some(lo), Some(hi)) = (self.head.min_t(), self.head.max_t()) {
-            if hi - lo <= range * 3 / 2 {
+            if hi.saturating_sub(lo) <= range * 3 / 2 {
                 break;
             }
-            self.persist_head_before(window_start(lo, range) + range)?;
+            self.persist_head_before(window_start(lo, range).saturating_add(range))?;
             ensure_progress(lo, self.head.min_t())?;
         }
         while let Some(group) = self.plan_compaction() {
@@ -336,7 +342,9 @@ impl Db {
         let _g = self.upkeep.lock();
         let range = self.opts.block_range.as_millis() as i64;
         while let (Some(lo), Some(hi)) = (self.head.min_t(), self.head.max_t()) {
-            let boundary = (window_start(lo, range) + range).min(hi + 1);
+            let boundary = window_start(lo, range)
+                .saturating_add(range)
+                .min(hi.saturating_add(1));
             self.persist_head_before(boundary)?;
             ensure_progress(lo, self.head.min_t())?;
         }
@@ -417,12 +425,12 @@ impl Db {
             let mut groups: BTreeMap<i64, Vec<Arc<Block>>> = BTreeMap::new();
             for b in blocks.iter() {
                 let start = window_start(b.meta().min_time, range);
-                if b.meta().max_time < start + range {
+                if b.meta().max_time < start.saturating_add(range) {
                     groups.entry(start).or_default().push(b.clone());
                 }
             }
             for (start, group) in groups {
-                if group.len() >= 2 && start + range <= persisted_until {
+                if group.len() >= 2 && start.saturating_add(range) <= persisted_until {
                     return Some(group);
                 }
             }
@@ -543,7 +551,7 @@ impl Db {
                 .max()
         };
         let Some(newest) = newest else { return Ok(()) };
-        let cutoff = newest - self.opts.retention.as_millis() as i64;
+        let cutoff = newest.saturating_sub(self.opts.retention.as_millis() as i64);
         let expired: Vec<Arc<Block>> = {
             let mut blocks = self.blocks.write();
             let (old, keep): (Vec<_>, Vec<_>) =

@@ -41,6 +41,10 @@ pub struct AppendOutcome {
     /// Same timestamp as the newest sample of their series but another value. (An
     /// identical repeat, as a client retry sends, is accepted and stored once.)
     pub duplicate_timestamp: u64,
+    /// Further ahead of the server's clock than [`MAX_FUTURE_MS`]: one client with a
+    /// broken clock must not push the head's time so far ahead that everyone else's
+    /// samples become too old.
+    pub too_far_in_future: u64,
     pub exemplars: u64,
     pub exemplars_rejected: u64,
     pub series_created: u64,
@@ -50,7 +54,7 @@ pub struct AppendOutcome {
 
 impl AppendOutcome {
     pub fn rejected(&self) -> u64 {
-        self.out_of_order + self.too_old + self.duplicate_timestamp
+        self.out_of_order + self.too_old + self.duplicate_timestamp + self.too_far_in_future
     }
 }
 
@@ -88,7 +92,9 @@ impl SeriesData {
         {
             return o.iter().any(same);
         }
-        self.sealed.last().is_some_and(|c| t >= c.min_t && t <= c.max_t && c.iter().any(same))
+        self.sealed
+            .last()
+            .is_some_and(|c| t >= c.min_t && t <= c.max_t && c.iter().any(same))
     }
 
     fn is_empty(&self) -> bool {
@@ -218,9 +224,17 @@ pub struct Head {
     metrics: Arc<StoreMetrics>,
 }
 
+/// Timestamps are kept within Prometheus's API range (`i64::MIN/2 ..= i64::MAX/2`), so the
+/// extremes stay free as "no data" markers and time arithmetic has room.
+use lastmile_model::time::{MAX_TIME_MS, MIN_TIME_MS};
+
+/// How far ahead of the server's clock a sample may be.
+pub const MAX_FUTURE_MS: i64 = 10 * 60 * 1000;
+
 /// Start of the block window `t` falls in.
 pub fn window_start(t: i64, range: i64) -> i64 {
-    t.div_euclid(range) * range
+    // Saturating: a hostile timestamp near i64::MIN must not overflow.
+    t.saturating_sub(t.rem_euclid(range))
 }
 
 impl Head {
@@ -282,10 +296,13 @@ impl Head {
 
     /// Appends a decoded batch. With a WAL, the frames are submitted before returning and
     /// the outcome carries the sequence number the caller must await before acknowledging.
+    /// Samples after `max_valid_t` are refused (the caller passes its clock plus
+    /// [`MAX_FUTURE_MS`]).
     pub fn append(
         &self,
         batch: &WriteBatch<'_>,
         wal: Option<&Wal>,
+        max_valid_t: i64,
     ) -> Result<AppendOutcome, StoreError> {
         let mut w = self.writer.lock();
         let w = &mut *w;
@@ -299,13 +316,15 @@ impl Head {
         let half_range_back = if head_max == i64::MIN {
             i64::MIN
         } else {
-            head_max - self.block_range / 2
+            head_max.saturating_sub(self.block_range / 2)
         };
         let min_valid = self
             .min_valid_t
             .load(Ordering::Acquire)
-            .max(half_range_back);
-        self.append_samples(w, batch, min_valid, wal.is_some(), &mut out);
+            .max(half_range_back)
+            .max(MIN_TIME_MS);
+        let max_valid = max_valid_t.min(MAX_TIME_MS);
+        self.append_samples(w, batch, min_valid..=max_valid, wal.is_some(), &mut out);
         self.append_exemplars(w, batch, wal.is_some(), &mut out);
         self.append_metadata(w, batch, wal.is_some());
 
@@ -326,6 +345,7 @@ impl Head {
             ("out_of_order", out.out_of_order),
             ("too_old", out.too_old),
             ("duplicate_timestamp", out.duplicate_timestamp),
+            ("too_far_in_future", out.too_far_in_future),
         ] {
             if n > 0 {
                 m.samples_rejected
@@ -417,10 +437,11 @@ impl Head {
         &self,
         w: &mut WriterState,
         batch: &WriteBatch<'_>,
-        min_valid: i64,
+        valid: std::ops::RangeInclusive<i64>,
         log: bool,
         out: &mut AppendOutcome,
     ) {
+        let (min_valid, max_valid) = (*valid.start(), *valid.end());
         let frames = &mut w.frames;
         let resolved = &w.resolved;
         let mut batch_min = i64::MAX;
@@ -443,6 +464,10 @@ impl Head {
                         out.too_old += 1;
                         continue;
                     }
+                    if smp.t > max_valid {
+                        out.too_far_in_future += 1;
+                        continue;
+                    }
                     if smp.t < d.last_t {
                         // A client retry resends samples stored already: accept those
                         // silently. Only the recent chunks are searched (retries are recent).
@@ -463,7 +488,7 @@ impl Head {
                     batch_max = batch_max.max(smp.t);
                     if log {
                         put_varint(b, m.id as i64 - prev_id);
-                        put_varint(b, smp.t - prev_t);
+                        put_varint(b, smp.t.wrapping_sub(prev_t));
                         b.extend_from_slice(&smp.v.to_bits().to_le_bytes());
                         prev_id = m.id as i64;
                         prev_t = smp.t;
@@ -603,13 +628,23 @@ impl Head {
                 let mut table = self.series.write();
                 let mut labels: Vec<LabelRef<'_>> = Vec::new();
                 for _ in 0..count {
-                    let id = d.uvarint().ok_or("truncated series id")? as SeriesId;
+                    let id = read_series_id(&mut d).ok_or("bad series id")?;
                     let n = d.uvarint().ok_or("truncated label count")?;
                     labels.clear();
                     for _ in 0..n {
                         let name = d.str().ok_or("bad label name")?;
                         let value = d.str().ok_or("bad label value")?;
                         labels.push(LabelRef { name, value });
+                    }
+                    // The writer logs labels sorted, unique and non-empty; anything else is
+                    // damage, and must not become a series the index cannot look up.
+                    if labels.is_empty()
+                        || labels
+                            .iter()
+                            .any(|l| l.name.is_empty() || l.value.is_empty())
+                        || !labels.is_sorted_by(|a, b| a.name < b.name)
+                    {
+                        return Err("series labels not sorted, unique and non-empty");
                     }
                     let hash = lastmile_model::hash_labels(labels.iter().copied());
                     if let Some(existing) = w.by_hash.find(hash, |m| {
@@ -620,6 +655,9 @@ impl Head {
                         }
                         continue;
                     }
+                    if table.contains_key(&id) {
+                        return Err("series id reused for other labels");
+                    }
                     let m = create_series(&mut index, id, hash, labels.iter().copied());
                     table.insert(id, m.clone());
                     w.by_hash.insert_unique(hash, m, |m| m.hash);
@@ -629,40 +667,42 @@ impl Head {
             }
             REC_SAMPLES => {
                 let table = self.series.read();
-                let min_valid = self.min_valid_t.load(Ordering::Acquire);
+                let min_valid = self.min_valid_t.load(Ordering::Acquire).max(MIN_TIME_MS);
                 let (mut id, mut t) = (0i64, 0i64);
-                let (mut n, mut bytes, mut tmin, mut tmax) = (0u64, 0i64, i64::MAX, i64::MIN);
-                // The count was reserved with a fixed width; records carry it exactly.
-                for _ in 0..count {
-                    id += d.varint().ok_or("truncated sample id")?;
-                    t += d.varint().ok_or("truncated sample time")?;
-                    let v = f64::from_bits(d.u64_le().ok_or("truncated sample value")?);
-                    let sid = aliases
-                        .get(&(id as SeriesId))
-                        .copied()
-                        .unwrap_or(id as SeriesId);
-                    let Some(m) = table.get(&sid) else { continue };
-                    let mut data = m.data.lock();
-                    if t < min_valid || t <= data.last_t {
-                        continue;
+                let mut stats = ReplayedSamples::default();
+                // Whatever part of a damaged record was applied is still accounted for.
+                let result = (|| -> Result<(), &'static str> {
+                    for _ in 0..count {
+                        id = id.wrapping_add(d.varint().ok_or("truncated sample id")?);
+                        t = t.wrapping_add(d.varint().ok_or("truncated sample time")?);
+                        let v = f64::from_bits(d.u64_le().ok_or("truncated sample value")?);
+                        let Ok(raw) = SeriesId::try_from(id) else {
+                            continue;
+                        };
+                        let sid = aliases.get(&raw).copied().unwrap_or(raw);
+                        let Some(m) = table.get(&sid) else { continue };
+                        let mut data = m.data.lock();
+                        if t < min_valid || t <= data.last_t || t > MAX_TIME_MS {
+                            continue;
+                        }
+                        stats.bytes += append_to_series(&mut data, t, v, self.block_range);
+                        stats.add(t);
                     }
-                    bytes += append_to_series(&mut data, t, v, self.block_range);
-                    n += 1;
-                    tmin = tmin.min(t);
-                    tmax = tmax.max(t);
+                    Ok(())
+                })();
+                if stats.samples > 0 {
+                    self.min_t.fetch_min(stats.min_t, Ordering::AcqRel);
+                    self.max_t.fetch_max(stats.max_t, Ordering::AcqRel);
+                    self.num_samples.fetch_add(stats.samples, Ordering::Relaxed);
+                    self.chunk_bytes.fetch_add(stats.bytes, Ordering::Relaxed);
                 }
-                if n > 0 {
-                    self.min_t.fetch_min(tmin, Ordering::AcqRel);
-                    self.max_t.fetch_max(tmax, Ordering::AcqRel);
-                    self.num_samples.fetch_add(n, Ordering::Relaxed);
-                    self.chunk_bytes.fetch_add(bytes, Ordering::Relaxed);
-                }
+                result?;
             }
             REC_EXEMPLARS => {
                 let table = self.series.read();
                 let mut ring = self.exemplars.lock();
                 for _ in 0..count {
-                    let id = d.uvarint().ok_or("truncated exemplar id")? as SeriesId;
+                    let id = read_series_id(&mut d).ok_or("bad exemplar series id")?;
                     let t = d.varint().ok_or("truncated exemplar time")?;
                     let v = f64::from_bits(d.u64_le().ok_or("truncated exemplar value")?);
                     let n = d.uvarint().ok_or("truncated exemplar labels")?;
@@ -728,14 +768,14 @@ impl Head {
             REC_SERIES => {
                 for _ in 0..count {
                     let start = d.pos;
-                    let Some(id) = d.uvarint() else { return };
+                    let Some(id) = read_series_id(&mut d) else {
+                        return;
+                    };
                     let Some(n) = d.uvarint() else { return };
-                    for _ in 0..n * 2 {
-                        if d.str().is_none() {
-                            return;
-                        }
+                    if skip_labels(&mut d, n).is_none() {
+                        return;
                     }
-                    if table.contains_key(&(id as SeriesId)) {
+                    if table.contains_key(&id) {
                         body.extend_from_slice(&frame[start..d.pos]);
                         kept += 1;
                     }
@@ -748,11 +788,12 @@ impl Head {
                     let (Some(di), Some(dt), Some(v)) = (d.varint(), d.varint(), d.u64_le()) else {
                         return;
                     };
-                    id += di;
-                    t += dt;
-                    if t >= min_t && table.contains_key(&(id as SeriesId)) {
-                        put_varint(&mut body, id - prev_id);
-                        put_varint(&mut body, t - prev_t);
+                    id = id.wrapping_add(di);
+                    t = t.wrapping_add(dt);
+                    let alive = SeriesId::try_from(id).is_ok_and(|id| table.contains_key(&id));
+                    if t >= min_t && alive {
+                        put_varint(&mut body, id.wrapping_sub(prev_id));
+                        put_varint(&mut body, t.wrapping_sub(prev_t));
                         body.extend_from_slice(&v.to_le_bytes());
                         prev_id = id;
                         prev_t = t;
@@ -764,16 +805,14 @@ impl Head {
                 for _ in 0..count {
                     let start = d.pos;
                     let (Some(id), Some(t), Some(_v), Some(n)) =
-                        (d.uvarint(), d.varint(), d.u64_le(), d.uvarint())
+                        (read_series_id(&mut d), d.varint(), d.u64_le(), d.uvarint())
                     else {
                         return;
                     };
-                    for _ in 0..n * 2 {
-                        if d.str().is_none() {
-                            return;
-                        }
+                    if skip_labels(&mut d, n).is_none() {
+                        return;
                     }
-                    if t >= min_t && table.contains_key(&(id as SeriesId)) {
+                    if t >= min_t && table.contains_key(&id) {
                         body.extend_from_slice(&frame[start..d.pos]);
                         kept += 1;
                     }
@@ -1154,6 +1193,46 @@ fn push_exemplar(
             timestamp: t,
         },
     });
+}
+
+fn read_series_id(d: &mut Decoder<'_>) -> Option<SeriesId> {
+    SeriesId::try_from(d.uvarint()?).ok()
+}
+
+/// Skips `n` (name, value) string pairs.
+fn skip_labels(d: &mut Decoder<'_>, n: u64) -> Option<()> {
+    for _ in 0..n {
+        d.str()?;
+        d.str()?;
+    }
+    Some(())
+}
+
+/// Samples applied from one WAL record, for the head's counters.
+struct ReplayedSamples {
+    samples: u64,
+    bytes: i64,
+    min_t: i64,
+    max_t: i64,
+}
+
+impl Default for ReplayedSamples {
+    fn default() -> Self {
+        ReplayedSamples {
+            samples: 0,
+            bytes: 0,
+            min_t: i64::MAX,
+            max_t: i64::MIN,
+        }
+    }
+}
+
+impl ReplayedSamples {
+    fn add(&mut self, t: i64) {
+        self.samples += 1;
+        self.min_t = self.min_t.min(t);
+        self.max_t = self.max_t.max(t);
+    }
 }
 
 /// A count that is written after the entries it counts: a 5-byte varint (enough for u32)

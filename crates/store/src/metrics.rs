@@ -58,7 +58,7 @@ impl StoreMetrics {
         );
         r.register(
             "lastmile_tsdb_samples_rejected",
-            "Samples refused by the store, by reason (out_of_order, too_old, duplicate_timestamp)",
+            "Samples refused by the store, by reason (out_of_order, too_old, duplicate_timestamp, too_far_in_future)",
             self.samples_rejected.clone(),
         );
         r.register(

@@ -291,3 +291,31 @@ fn a_second_process_cannot_open_the_same_directory() {
         .unwrap();
     assert!(err.to_string().contains("in use"), "{err}");
 }
+
+#[tokio::test]
+async fn hostile_timestamps_do_not_block_ingest() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let n = names(1);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // A client with a clock a day ahead is refused, so it cannot make "now" too old.
+    let out = db
+        .write(&batch(&n, &[(now + 24 * HOUR, 1.0)]))
+        .await
+        .unwrap();
+    assert_eq!((out.samples, out.too_far_in_future), (0, 1));
+    // The extreme past is stored, and does not stop later samples; beyond the API's time
+    // range it is refused.
+    let out = db.write(&batch(&n, &[(i64::MIN + 1, 1.0)])).await.unwrap();
+    assert_eq!((out.samples, out.too_old), (0, 1));
+    let out = db.write(&batch(&n, &[(i64::MIN / 2, 1.0)])).await.unwrap();
+    assert_eq!(out.samples, 1);
+    let out = db.write(&batch(&n, &[(now, 2.0)])).await.unwrap();
+    assert_eq!((out.samples, out.rejected()), (1, 0));
+    db.maintain().unwrap();
+    let got = all_samples(&db, &[eq("idx", "0000")]);
+    assert_eq!(got[0].1.last(), Some(&(now, 2.0)));
+}

@@ -47,6 +47,9 @@ impl DecompressError {
     }
 }
 
+/// Largest zstd window accepted: 16 MiB.
+const ZSTD_MAX_WINDOW_LOG: u32 = 24;
+
 /// Decompresses `body`, refusing before allocation when the size declared in the stream
 /// header is over `limit`, and stopping at `limit` when no size is declared.
 pub fn decompress(
@@ -88,7 +91,12 @@ pub fn decompress(
                 Ok(_) => {}
                 Err(_) => return Err(DecompressError::Zstd("not a zstd frame".into())),
             }
-            let decoder = zstd::stream::read::Decoder::with_buffer(body)
+            let mut decoder = zstd::stream::read::Decoder::with_buffer(body)
+                .map_err(|e| DecompressError::Zstd(e.to_string()))?;
+            // The frame header chooses the decoder's window; without a cap an 86-byte body
+            // can make libzstd reserve 128 MiB. 2^24 covers every standard level.
+            decoder
+                .window_log_max(ZSTD_MAX_WINDOW_LOG)
                 .map_err(|e| DecompressError::Zstd(e.to_string()))?;
             let mut out = Vec::new();
             decoder
