@@ -1057,29 +1057,37 @@ impl Head {
             }
         }
         removed.sort_unstable();
+        // Each postings list is filtered once against the sorted removed ids: removing ids
+        // one by one would shift big lists (`__name__`, `job`) once per removed series.
+        let mut touched: hashbrown::HashSet<(SymbolId, SymbolId)> = hashbrown::HashSet::new();
+        let mut released: Vec<SymbolId> = Vec::new();
         for id in &removed {
             if let Some(m) = table.remove(id) {
                 if let Ok(e) = w.by_hash.find_entry(m.hash, |x| x.id == m.id) {
                     e.remove();
                 }
                 for p in m.labels.chunks_exact(2) {
-                    if let Some(vals) = index.postings.get_mut(&p[0]) {
-                        if let Some(list) = vals.get_mut(&p[1])
-                            && let Ok(pos) = list.binary_search(id)
-                        {
-                            list.remove(pos);
-                            if list.is_empty() {
-                                vals.remove(&p[1]);
-                            }
-                        }
-                        if vals.is_empty() {
-                            index.postings.remove(&p[0]);
-                        }
-                    }
-                    index.symbols.release(p[0]);
-                    index.symbols.release(p[1]);
+                    touched.insert((p[0], p[1]));
+                }
+                released.extend_from_slice(&m.labels);
+            }
+        }
+        for (n, v) in touched {
+            let Some(vals) = index.postings.get_mut(&n) else {
+                continue;
+            };
+            if let Some(list) = vals.get_mut(&v) {
+                list.retain(|id| removed.binary_search(id).is_err());
+                if list.is_empty() {
+                    vals.remove(&v);
                 }
             }
+            if vals.is_empty() {
+                index.postings.remove(&n);
+            }
+        }
+        for sym in released {
+            index.symbols.release(sym);
         }
         let removed_set = &removed;
         index

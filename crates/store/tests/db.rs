@@ -319,3 +319,35 @@ async fn hostile_timestamps_do_not_block_ingest() {
     let got = all_samples(&db, &[eq("idx", "0000")]);
     assert_eq!(got[0].1.last(), Some(&(now, 2.0)));
 }
+
+#[tokio::test]
+async fn idle_series_leave_the_index_when_their_data_moves_to_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let all = names(10);
+    let busy = &all[..4];
+    db.write(&batch(&all, &[(0, 1.0)])).await.unwrap();
+    // Only the first four series keep receiving samples, for 5 hours.
+    for k in 1..=300 {
+        db.write(&batch(busy, &[(k * 60_000, 1.0)])).await.unwrap();
+    }
+    db.maintain().unwrap();
+    let status = db.status(10);
+    assert_eq!(status.head.num_series, 4, "idle series left the head");
+    // Their label values are gone from the head's index but their data is in blocks.
+    assert_eq!(db.head().label_values("idx").len(), 4);
+    let even = db.select(&[eq("job", "even")], 0, 0, false).unwrap();
+    assert_eq!(
+        even.len(),
+        5,
+        "all five even series still answer from the block"
+    );
+    let recent = db
+        .select(&[eq("job", "even")], 4 * HOUR, 6 * HOUR, false)
+        .unwrap();
+    assert_eq!(
+        recent.len(),
+        2,
+        "only the busy even series have recent data"
+    );
+}
