@@ -15,7 +15,8 @@ use lastmile_store::chunk::ChunkAppender;
 use lastmile_store::wal::{FrameIter, Wal, WalSync, list_segments, segment_path};
 
 use crate::remote_write::encoding_byte;
-use crate::wal::{new_head, put_uvarint};
+use crate::wal::new_head;
+use lastmile_store::codec::put_uvarint;
 
 /// One seed file: target, file name, contents.
 pub type Seed = (&'static str, String, Vec<u8>);

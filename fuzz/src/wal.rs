@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use hashbrown::HashMap;
 use lastmile_store::StoreMetrics;
+use lastmile_store::codec::{put_str, put_uvarint};
 use lastmile_store::head::Head;
 use lastmile_store::postings::SeriesId;
 use lastmile_store::wal::{FrameIter, REC_SERIES, write_frame};
@@ -199,23 +200,6 @@ fn check_checkpoint(head: &Head, frames: &[&[u8]]) {
         let _ = fresh.apply(f);
     }
     fresh.check();
-}
-
-pub fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-pub fn put_varint(out: &mut Vec<u8>, v: i64) {
-    put_uvarint(out, ((v << 1) ^ (v >> 63)) as u64);
-}
-
-pub fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_uvarint(out, s.len() as u64);
-    out.extend_from_slice(s.as_bytes());
 }
 
 /// Wraps a record payload in a frame, as the WAL writes it.

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::*;
+use lastmile_model::format_value;
 use serde_json::Value;
 
 /// The scrape target: a thread answering every request with the next scrape's exposition.
@@ -23,18 +24,6 @@ struct Fixture {
     scrapes: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
-}
-
-fn fmt_float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
-    }
 }
 
 /// A trace id that differs on every scrape, so every scrape brings new exemplars.
@@ -95,7 +84,7 @@ fn exposition(n: u64) -> String {
     let _ = writeln!(
         s,
         "fixture_request_duration_seconds_sum {}",
-        fmt_float(0.1 * nf + 1.0 / 3.0)
+        format_value(0.1 * nf + 1.0 / 3.0)
     );
     let _ = writeln!(s, "fixture_request_duration_seconds_count {}", c + 1);
     let _ = writeln!(s, "# TYPE fixture_queue_depth gauge");
@@ -103,12 +92,12 @@ fn exposition(n: u64) -> String {
     let _ = writeln!(
         s,
         "fixture_queue_depth{{queue=\"email\"}} {}",
-        fmt_float((n % 7) as f64 * 1.5)
+        format_value((n % 7) as f64 * 1.5)
     );
     let _ = writeln!(
         s,
         "fixture_queue_depth{{queue=\"sms\"}} {}",
-        fmt_float((nf * 0.7).sin() * 1e-3)
+        format_value((nf * 0.7).sin() * 1e-3)
     );
     let _ = writeln!(s, "# TYPE fixture_temperature_celsius gauge");
     let _ = writeln!(s, "# UNIT fixture_temperature_celsius celsius");
@@ -130,7 +119,7 @@ fn exposition(n: u64) -> String {
     let _ = writeln!(
         s,
         "fixture_temperature_celsius {}",
-        fmt_float(special[(n % special.len() as u64) as usize])
+        format_value(special[(n % special.len() as u64) as usize])
     );
     s.push_str("# EOF\n");
     s

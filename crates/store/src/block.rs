@@ -28,9 +28,8 @@ use crate::postings::{LabelIndex, SeriesId};
 use crate::series::{ChunkBytes, ChunkRef, SelectedSeries};
 use crate::wal::sync_dir;
 
-const INDEX_MAGIC: &[u8; 8] = b"LMIDX001";
+const INDEX_MAGIC: &[u8; 8] = b"LMIDX002";
 const FOOTER_LEN: usize = 8 * 8 + 4 + 8;
-const PTABLE_ENTRY: usize = 16;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -235,32 +234,34 @@ impl BlockWriter {
     fn encode_index(&mut self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.series_buf.len() * 2);
         out.extend_from_slice(INDEX_MAGIC);
-        // Symbols, then their offsets (fixed width, for binary search).
+        // Symbols, then their offsets (fixed width, for binary search). Every offset
+        // table points only backwards, so its width is chosen when it is written: 4 bytes
+        // while the index is under 4 GiB, 8 after.
         let mut sym_offsets = Vec::with_capacity(self.symbols.len());
         for s in &self.symbols {
             sym_offsets.push(out.len() as u64);
             put_str(&mut out, s);
         }
         let symtab = out.len() as u64;
+        let sym_width = offset_width(&out);
         for o in sym_offsets {
-            out.extend_from_slice(&o.to_le_bytes());
+            put_offset(&mut out, o, sym_width);
         }
         // Series entries, then their offsets.
         let series_base = out.len() as u64;
         out.extend_from_slice(&self.series_buf);
         let series_table = out.len() as u64;
+        let series_width = offset_width(&out);
         for o in &self.series_offsets {
-            out.extend_from_slice(&(series_base + o).to_le_bytes());
+            put_offset(&mut out, series_base + o, series_width);
         }
         // Postings lists in (name, value) order, then the table pointing at them.
         let mut keys: Vec<(u32, u32)> = self.postings.keys().copied().collect();
         keys.sort_unstable();
-        let mut table = Vec::with_capacity(keys.len() * PTABLE_ENTRY);
+        let mut list_offsets = Vec::with_capacity(keys.len());
         for k in &keys {
             let list = &self.postings[k];
-            table.extend_from_slice(&k.0.to_le_bytes());
-            table.extend_from_slice(&k.1.to_le_bytes());
-            table.extend_from_slice(&(out.len() as u64).to_le_bytes());
+            list_offsets.push(out.len() as u64);
             put_uvarint(&mut out, list.len() as u64);
             let mut prev = 0u32;
             for &id in list {
@@ -269,7 +270,13 @@ impl BlockWriter {
             }
         }
         let ptable = out.len() as u64;
-        out.extend_from_slice(&table);
+        let postings_width = offset_width(&out);
+        for (k, off) in keys.iter().zip(list_offsets) {
+            out.extend_from_slice(&k.0.to_le_bytes());
+            out.extend_from_slice(&k.1.to_le_bytes());
+            put_offset(&mut out, off, postings_width);
+        }
+        let widths = sym_width as u64 | (series_width as u64) << 8 | (postings_width as u64) << 16;
         for v in [
             symtab,
             self.symbols.len() as u64,
@@ -277,7 +284,7 @@ impl BlockWriter {
             self.series_offsets.len() as u64,
             ptable,
             keys.len() as u64,
-            0,
+            widths,
             0,
         ] {
             out.extend_from_slice(&v.to_le_bytes());
@@ -287,6 +294,22 @@ impl BlockWriter {
         out.extend_from_slice(INDEX_MAGIC);
         out
     }
+}
+
+/// Width of offsets into `out` so far: 4 bytes while they fit.
+fn offset_width(out: &[u8]) -> usize {
+    if out.len() <= u32::MAX as usize { 4 } else { 8 }
+}
+
+fn put_offset(out: &mut Vec<u8>, v: u64, width: usize) {
+    out.extend_from_slice(&v.to_le_bytes()[..width]);
+}
+
+/// Reads a little-endian offset of 4 or 8 bytes.
+fn read_offset(b: &[u8]) -> usize {
+    let mut buf = [0u8; 8];
+    buf[..b.len()].copy_from_slice(b);
+    u64::from_le_bytes(buf) as usize
 }
 
 fn write_synced(path: &Path, data: &[u8]) -> Result<(), StoreError> {
@@ -323,6 +346,10 @@ pub struct Block {
     num_series: usize,
     ptable: usize,
     num_postings: usize,
+    /// Bytes per offset in the symbol, series and postings tables (4 or 8).
+    sym_width: usize,
+    series_width: usize,
+    postings_width: usize,
     size_bytes: u64,
 }
 
@@ -363,16 +390,28 @@ impl Block {
         }
         let mut d = Decoder::at(&index, footer);
         let mut field = || d.u64_le().map(|v| v as usize).ok_or_else(|| bad("footer"));
-        let (symtab, num_symbols, series_table, num_series, ptable, num_postings) =
-            (field()?, field()?, field()?, field()?, field()?, field()?);
+        let (symtab, num_symbols, series_table, num_series, ptable, num_postings, widths) = (
+            field()?,
+            field()?,
+            field()?,
+            field()?,
+            field()?,
+            field()?,
+            field()?,
+        );
+        let width = |shift: u32| match (widths >> shift) & 0xff {
+            w @ (4 | 8) => Ok(w),
+            _ => Err(bad("invalid offset width")),
+        };
+        let (sym_width, series_width, postings_width) = (width(0)?, width(8)?, width(16)?);
         let fits = |off: usize, n: usize, w: usize| {
             n.checked_mul(w)
                 .and_then(|l| off.checked_add(l))
                 .is_some_and(|end| end <= footer)
         };
-        if !fits(symtab, num_symbols, 8)
-            || !fits(series_table, num_series, 8)
-            || !fits(ptable, num_postings, PTABLE_ENTRY)
+        if !fits(symtab, num_symbols, sym_width)
+            || !fits(series_table, num_series, series_width)
+            || !fits(ptable, num_postings, 8 + postings_width)
         {
             return Err(bad("section offsets out of range"));
         }
@@ -388,6 +427,9 @@ impl Block {
             num_series,
             ptable,
             num_postings,
+            sym_width,
+            series_width,
+            postings_width,
             size_bytes,
         })
     }
@@ -416,19 +458,15 @@ impl Block {
         self.num_symbols
     }
 
-    fn u64_at(&self, pos: usize) -> usize {
-        u64::from_le_bytes(
-            self.index[pos..pos + 8]
-                .try_into()
-                .expect("checked at open"),
-        ) as usize
+    fn offset_at(&self, pos: usize, width: usize) -> usize {
+        read_offset(&self.index[pos..pos + width])
     }
 
     pub fn symbol(&self, id: u32) -> &str {
         if id as usize >= self.num_symbols {
             return "";
         }
-        let off = self.u64_at(self.symtab + id as usize * 8);
+        let off = self.offset_at(self.symtab + id as usize * self.sym_width, self.sym_width);
         Decoder::at(&self.index, off).str().unwrap_or("")
     }
 
@@ -451,12 +489,12 @@ impl Block {
     }
 
     fn ptable_entry(&self, i: usize) -> (u32, u32, usize) {
-        let p = self.ptable + i * PTABLE_ENTRY;
-        let b = &self.index[p..p + PTABLE_ENTRY];
+        let entry = 8 + self.postings_width;
+        let p = self.ptable + i * entry;
+        let b = &self.index[p..p + entry];
         let n = u32::from_le_bytes(b[0..4].try_into().expect("4 bytes"));
         let v = u32::from_le_bytes(b[4..8].try_into().expect("4 bytes"));
-        let off = u64::from_le_bytes(b[8..16].try_into().expect("8 bytes")) as usize;
-        (n, v, off)
+        (n, v, read_offset(&b[8..]))
     }
 
     /// First table entry not less than (n, v).
@@ -498,7 +536,10 @@ impl Block {
         if i as usize >= self.num_series {
             return Err(bad());
         }
-        let off = self.u64_at(self.series_table + i as usize * 8);
+        let off = self.offset_at(
+            self.series_table + i as usize * self.series_width,
+            self.series_width,
+        );
         let mut d = Decoder::at(&self.index, off);
         let n = d.uvarint().ok_or_else(bad)? as usize;
         let mut labels = Vec::with_capacity(n.min(256));
@@ -774,6 +815,16 @@ mod tests {
         );
         assert_eq!(b.label_names(), vec!["__name__", "job", "zone"]);
         assert_eq!(b.label_values("job"), vec!["api", "db"]);
+    }
+
+    #[test]
+    fn offsets_round_trip_in_both_widths() {
+        let mut out = Vec::new();
+        put_offset(&mut out, 0xdead_beef, 4);
+        put_offset(&mut out, 0x1_0000_0007, 8);
+        assert_eq!(read_offset(&out[..4]), 0xdead_beef);
+        assert_eq!(read_offset(&out[4..]), 0x1_0000_0007);
+        assert_eq!(offset_width(&out), 4);
     }
 
     #[test]

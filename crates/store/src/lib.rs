@@ -7,7 +7,7 @@
 
 pub mod block;
 pub mod chunk;
-mod codec;
+pub mod codec;
 pub mod db;
 mod error;
 pub mod head;
