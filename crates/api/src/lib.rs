@@ -42,6 +42,8 @@ pub struct AppState {
     pub db: Arc<Db>,
     pub limits: Limits,
     pub metrics: Arc<SelfMetrics>,
+    /// Rules every ingested series passes through before the store.
+    pub rules: Arc<lastmile_rules::MetricRules>,
     /// Shown on the status page and `/api/v1/status/buildinfo`.
     pub version: &'static str,
 }

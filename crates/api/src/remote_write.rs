@@ -119,6 +119,9 @@ async fn write(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Respons
     })?;
     st.metrics
         .remote_write_received(body.len() as u64, batch.num_samples() as u64);
+    let arena = lastmile_rules::StringArena::new();
+    let (batch, ruled) = st.rules.apply(batch, &arena);
+    st.metrics.rules_applied(&ruled);
     let outcome = st
         .db
         .write(&batch)

@@ -38,6 +38,8 @@ pub struct SelfMetrics {
     rw_samples: Counter,
     rw_bytes: Counter,
     rw_rejected: Family<ReasonLabels, Counter>,
+    rules_series_dropped: Family<ReasonLabels, Counter>,
+    rules_samples_dropped: Counter,
 }
 
 impl SelfMetrics {
@@ -55,6 +57,8 @@ impl SelfMetrics {
             rw_samples: Counter::default(),
             rw_bytes: Counter::default(),
             rw_rejected: Family::default(),
+            rules_series_dropped: Family::default(),
+            rules_samples_dropped: Counter::default(),
             registry,
         };
         let mut m = m;
@@ -92,7 +96,31 @@ impl SelfMetrics {
             "Remote-write requests refused whole, by reason",
             m.rw_rejected.clone(),
         );
+        r.register(
+            "lastmile_rules_series_dropped",
+            "Ingested series dropped by rules, by reason (relabel: a drop/keep rule; no_metric_name: relabeling removed __name__)",
+            m.rules_series_dropped.clone(),
+        );
+        r.register(
+            "lastmile_rules_samples_dropped",
+            "Samples of series dropped by rules",
+            m.rules_samples_dropped.clone(),
+        );
         m
+    }
+
+    pub fn rules_applied(&self, o: &lastmile_rules::RulesOutcome) {
+        for (reason, n) in [
+            ("relabel", o.series_dropped),
+            ("no_metric_name", o.series_without_name),
+        ] {
+            if n > 0 {
+                self.rules_series_dropped
+                    .get_or_create(&ReasonLabels { reason })
+                    .inc_by(n);
+            }
+        }
+        self.rules_samples_dropped.inc_by(o.samples_dropped);
     }
 
     pub fn remote_write_received(&self, bytes: u64, samples: u64) {

@@ -10,6 +10,10 @@
 //! limits:
 //!   max_request_bytes: 32MiB       # compressed request body
 //!   max_decompressed_bytes: 32MiB  # after snappy/zstd
+//! metric_relabel_configs:          # Prometheus relabeling of every ingested series
+//!   - source_labels: [__name__]
+//!     regex: debug_.*
+//!     action: drop
 //! ```
 
 use std::path::Path;
@@ -28,6 +32,9 @@ pub struct Config {
     pub storage: StorageConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Prometheus relabel steps applied to every ingested series, in order.
+    #[serde(default)]
+    pub metric_relabel_configs: Vec<lastmile_rules::RelabelConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -143,6 +150,11 @@ impl Config {
         Ok(o)
     }
 
+    pub fn metric_rules(&self) -> anyhow::Result<lastmile_rules::MetricRules> {
+        lastmile_rules::MetricRules::new(&self.metric_relabel_configs)
+            .map_err(|e| anyhow::anyhow!("invalid metric_relabel_configs: {e}"))
+    }
+
     pub fn limits(&self) -> Limits {
         let mut l = Limits::default();
         if let Some(b) = self.limits.max_request_bytes {
@@ -192,6 +204,23 @@ mod tests {
         assert!(parse("limits:\n  max_request_bytes: 12 parsecs\n").is_err());
         let c = parse("storage:\n  retention: 15x\n").unwrap();
         assert!(c.db_options(None).unwrap_err().to_string().contains("15x"));
+    }
+
+    #[test]
+    fn relabel_rules_are_checked_at_load() {
+        let c = parse(
+            "metric_relabel_configs:\n  - source_labels: [job]\n    regex: x\n    action: drop\n",
+        )
+        .unwrap();
+        assert!(!c.metric_rules().unwrap().is_empty());
+        let c =
+            parse("metric_relabel_configs:\n  - action: hashmod\n    target_label: s\n").unwrap();
+        assert!(
+            c.metric_rules()
+                .unwrap_err()
+                .to_string()
+                .contains("modulus")
+        );
     }
 
     #[test]

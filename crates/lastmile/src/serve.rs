@@ -20,6 +20,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => Config::default(),
     };
     let db_opts = config.db_options(args.retention.as_deref())?;
+    let rules = Arc::new(config.metric_rules()?);
     let store_metrics = Arc::new(StoreMetrics::default());
     let data_dir = args.data_dir.clone();
     let metrics_for_open = store_metrics.clone();
@@ -49,6 +50,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         db: db.clone(),
         limits: config.limits(),
         metrics: Arc::new(SelfMetrics::new(&store_metrics)),
+        rules,
         version: env!("CARGO_PKG_VERSION"),
     };
     let app = lastmile_api::router(state);

@@ -80,10 +80,6 @@ impl Labels {
     pub fn hash(&self) -> u64 {
         hash_labels(self.iter())
     }
-
-    pub fn into_vec(self) -> Vec<Label> {
-        self.0
-    }
 }
 
 impl std::fmt::Display for Labels {

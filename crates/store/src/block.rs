@@ -11,7 +11,6 @@
 //! Symbols are sorted, so comparing symbol ids compares strings, and every lookup is a
 //! binary search in the mapped file: opening a block costs no memory per series.
 
-use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -672,20 +671,6 @@ impl Block {
             i += 1;
         }
         out
-    }
-
-    /// Series per label pair, for cardinality reports over persisted data.
-    pub fn postings_sizes(&self) -> BTreeMap<(String, String), u64> {
-        (0..self.num_postings)
-            .map(|i| {
-                let (n, v, off) = self.ptable_entry(i);
-                let count = Decoder::at(&self.index, off).uvarint().unwrap_or(0);
-                (
-                    (self.symbol(n).to_owned(), self.symbol(v).to_owned()),
-                    count,
-                )
-            })
-            .collect()
     }
 }
 

@@ -216,10 +216,6 @@ impl Wal {
         Ok(self.shared.current_segment.load(Ordering::Acquire))
     }
 
-    pub fn current_segment(&self) -> u64 {
-        self.shared.current_segment.load(Ordering::Acquire)
-    }
-
     /// Flushes and syncs everything staged, then stops the writer thread.
     pub fn close(&self) {
         {

@@ -1,0 +1,11 @@
+//! Rules applied to data between the receivers and the store.
+//!
+//! Today: `metric_relabel_configs` with Prometheus's relabeling semantics, applied to every
+//! ingested series. The cardinality guard, naming contracts, sampling and hot reload join
+//! it here.
+
+mod pipeline;
+pub mod relabel;
+
+pub use pipeline::{MetricRules, RulesOutcome, StringArena};
+pub use relabel::{RelabelAction, RelabelConfig, RelabelError, RelabelRule};
