@@ -11,6 +11,9 @@ pub enum ApiError {
     TooLarge(String),
     UnsupportedMediaType(String),
     NotFound(String),
+    /// The query is valid but its evaluation failed (Prometheus's `execution`, 422).
+    Execution(String),
+    Timeout(String),
     Unavailable(String),
     Internal(String),
 }
@@ -24,6 +27,8 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "bad_data", m)
             }
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
+            ApiError::Execution(m) => (StatusCode::UNPROCESSABLE_ENTITY, "execution", m),
+            ApiError::Timeout(m) => (StatusCode::SERVICE_UNAVAILABLE, "timeout", m),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
             ApiError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", m),
         }
@@ -51,6 +56,19 @@ impl From<QueryError> for ApiError {
         match e {
             QueryError::BadData(m) => ApiError::BadData(m),
             QueryError::Storage(e) => e.into(),
+        }
+    }
+}
+
+impl From<lastmile_query::promql::PromqlError> for ApiError {
+    fn from(e: lastmile_query::promql::PromqlError) -> Self {
+        use lastmile_query::promql::PromqlError as P;
+        match e {
+            P::BadData(m) => ApiError::BadData(m),
+            P::Execution(m) => ApiError::Execution(m),
+            e @ P::TooManySamples(_) => ApiError::Execution(e.to_string()),
+            e @ P::Timeout => ApiError::Timeout(e.to_string()),
+            P::Storage(e) => e.into(),
         }
     }
 }

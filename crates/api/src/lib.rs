@@ -4,6 +4,7 @@ mod error;
 mod home;
 mod params;
 mod process;
+mod prom_query;
 mod prom_read;
 mod remote_write;
 mod self_metrics;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub db: Arc<Db>,
     pub limits: Limits,
     pub metrics: Arc<SelfMetrics>,
+    /// Defaults and limits of PromQL queries.
+    pub query: lastmile_query::promql::QueryOptions,
     /// Rules every ingested series passes through before the store.
     pub rules: Arc<lastmile_rules::MetricRules>,
     /// Shown on the status page and `/api/v1/status/buildinfo`.
@@ -52,6 +55,18 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(home::page))
         .route("/api/v1/write", post(remote_write::handle))
+        .route(
+            "/api/v1/query",
+            get(prom_query::query).post(prom_query::query),
+        )
+        .route(
+            "/api/v1/query_range",
+            get(prom_query::query_range).post(prom_query::query_range),
+        )
+        .route(
+            "/api/v1/format_query",
+            get(prom_query::format_query).post(prom_query::format_query),
+        )
         .route(
             "/api/v1/series",
             get(prom_read::series).post(prom_read::series),

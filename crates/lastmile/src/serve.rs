@@ -51,6 +51,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         limits: config.limits(),
         metrics: Arc::new(SelfMetrics::new(&store_metrics)),
         rules,
+        query: lastmile_query::promql::QueryOptions::default(),
         version: env!("CARGO_PKG_VERSION"),
     };
     let app = lastmile_api::router(state);

@@ -5,6 +5,7 @@
 
 mod error;
 pub mod metadata_queries;
+pub mod promql;
 pub mod selector;
 
 pub use error::QueryError;

@@ -65,7 +65,7 @@ fn walk(e: &Expr, sets: &mut Vec<Vec<Matcher>>) -> Result<(), QueryError> {
     Ok(())
 }
 
-fn vector_selector_sets(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, QueryError> {
+pub(crate) fn vector_selector_sets(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, QueryError> {
     let mut base: Vec<Matcher> = Vec::new();
     if let Some(name) = &vs.name {
         base.push(Matcher::equal(METRIC_NAME, name.clone()));

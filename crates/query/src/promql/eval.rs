@@ -1,0 +1,437 @@
+//! The evaluator: walks the parsed expression at each evaluation time.
+//!
+//! Before evaluating, one pass over the tree works out for every selector the whole time
+//! window any step will read (offsets, `@`, ranges and subqueries included), and loads each
+//! selector's series once, decoded. Steps then only binary-search those points, so a range
+//! query never re-reads chunks.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lastmile_model::{Labels, Matcher, is_stale_nan};
+use lastmile_store::Db;
+use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
+
+use super::labels_ops::without_name;
+use super::value::{Sample, Series, Value};
+use super::{PromqlError, QueryOptions};
+use crate::selector::vector_selector_sets;
+
+/// A selector's series as loaded: points without staleness markers, and the markers'
+/// times apart (they only end a series' visibility).
+pub(super) struct LoadedSeries {
+    pub metric: Arc<Labels>,
+    pub metric_no_name: Arc<Labels>,
+    pub points: Vec<(i64, f64)>,
+    pub stale: Vec<i64>,
+}
+
+/// The input of a range-vector function: each series with its points in the range.
+pub(super) struct RangeRow<'a> {
+    pub metric: Arc<Labels>,
+    pub metric_no_name: Cow<'a, Arc<Labels>>,
+    pub points: Cow<'a, [(i64, f64)]>,
+}
+
+pub(super) struct Evaluator<'a> {
+    db: &'a Db,
+    pub opts: &'a QueryOptions,
+    /// The query's own start and end, for `@ start()` and `@ end()`.
+    pub start: i64,
+    pub end: i64,
+    data: HashMap<usize, Vec<LoadedSeries>>,
+    windows: HashMap<usize, (i64, i64)>,
+    deadline: Instant,
+    loaded_samples: usize,
+}
+
+fn key(vs: &VectorSelector) -> usize {
+    vs as *const VectorSelector as usize
+}
+
+pub(super) fn duration_ms(d: &Duration) -> i64 {
+    d.as_millis() as i64
+}
+
+fn offset_ms(o: &Option<Offset>) -> i64 {
+    match o {
+        None => 0,
+        Some(Offset::Pos(d)) => duration_ms(d),
+        Some(Offset::Neg(d)) => -duration_ms(d),
+    }
+}
+
+fn system_time_ms(t: &SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+impl<'a> Evaluator<'a> {
+    pub fn new(db: &'a Db, opts: &'a QueryOptions, start: i64, end: i64) -> Self {
+        Evaluator {
+            db,
+            opts,
+            start,
+            end,
+            data: HashMap::new(),
+            windows: HashMap::new(),
+            deadline: Instant::now() + opts.timeout,
+            loaded_samples: 0,
+        }
+    }
+
+    fn at_ms(&self, at: &Option<AtModifier>) -> Option<i64> {
+        at.as_ref().map(|a| match a {
+            AtModifier::Start => self.start,
+            AtModifier::End => self.end,
+            AtModifier::At(t) => system_time_ms(t),
+        })
+    }
+
+    /// The time a selector or subquery reads at, for an evaluation at `ts`.
+    fn ref_time(&self, ts: i64, at: &Option<AtModifier>, offset: &Option<Offset>) -> i64 {
+        self.at_ms(at).unwrap_or(ts) - offset_ms(offset)
+    }
+
+    fn widen(&mut self, vs: &VectorSelector, lo: i64, hi: i64) {
+        let w = self.windows.entry(key(vs)).or_insert((lo, hi));
+        w.0 = w.0.min(lo);
+        w.1 = w.1.max(hi);
+    }
+
+    /// Records, for every selector below `e`, the window it will read when `e` is evaluated
+    /// at times in `[lo, hi]`.
+    pub fn plan(&mut self, e: &Expr, lo: i64, hi: i64) {
+        match e {
+            Expr::VectorSelector(vs) => {
+                let (a, b) = self.ref_window(lo, hi, &vs.at, &vs.offset);
+                self.widen(vs, a - self.opts.lookback_ms, b);
+            }
+            Expr::MatrixSelector(ms) => {
+                let (a, b) = self.ref_window(lo, hi, &ms.vs.at, &ms.vs.offset);
+                self.widen(&ms.vs, a - duration_ms(&ms.range), b);
+            }
+            Expr::Subquery(sq) => {
+                let (a, b) = self.ref_window(lo, hi, &sq.at, &sq.offset);
+                self.plan(&sq.expr, a - duration_ms(&sq.range), b);
+            }
+            Expr::Aggregate(a) => {
+                self.plan(&a.expr, lo, hi);
+                if let Some(p) = &a.param {
+                    self.plan(p, lo, hi);
+                }
+            }
+            Expr::Unary(u) => self.plan(&u.expr, lo, hi),
+            Expr::Binary(b) => {
+                self.plan(&b.lhs, lo, hi);
+                self.plan(&b.rhs, lo, hi);
+            }
+            Expr::Paren(p) => self.plan(&p.expr, lo, hi),
+            Expr::Call(c) => {
+                for a in &c.args.args {
+                    self.plan(a, lo, hi);
+                }
+            }
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+        }
+    }
+
+    fn ref_window(
+        &self,
+        lo: i64,
+        hi: i64,
+        at: &Option<AtModifier>,
+        offset: &Option<Offset>,
+    ) -> (i64, i64) {
+        match self.at_ms(at) {
+            Some(t) => (t - offset_ms(offset), t - offset_ms(offset)),
+            None => (lo - offset_ms(offset), hi - offset_ms(offset)),
+        }
+    }
+
+    /// Loads every planned selector's series.
+    pub fn load(&mut self, e: &Expr) -> Result<(), PromqlError> {
+        let mut selectors: Vec<&VectorSelector> = Vec::new();
+        collect_selectors(e, &mut selectors);
+        for vs in selectors {
+            let k = key(vs);
+            if self.data.contains_key(&k) {
+                continue;
+            }
+            let Some(&(mint, maxt)) = self.windows.get(&k) else {
+                continue;
+            };
+            let sets = vector_selector_sets(vs).map_err(|e| PromqlError::BadData(e.to_string()))?;
+            let mut rows: Vec<LoadedSeries> = Vec::new();
+            for set in &sets {
+                self.load_set(set, mint, maxt, &mut rows)?;
+            }
+            if sets.len() > 1 {
+                rows.sort_by(|a, b| a.metric.cmp(&b.metric));
+                rows.dedup_by(|a, b| a.metric == b.metric);
+            }
+            self.data.insert(k, rows);
+        }
+        Ok(())
+    }
+
+    fn load_set(
+        &mut self,
+        set: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        rows: &mut Vec<LoadedSeries>,
+    ) -> Result<(), PromqlError> {
+        for s in self
+            .db
+            .select(set, mint, maxt, true)
+            .map_err(PromqlError::Storage)?
+        {
+            let mut points = Vec::new();
+            let mut stale = Vec::new();
+            for smp in s.samples(mint, maxt) {
+                if is_stale_nan(smp.v) {
+                    stale.push(smp.t);
+                } else {
+                    points.push((smp.t, smp.v));
+                }
+            }
+            self.loaded_samples += points.len();
+            if self.loaded_samples > self.opts.max_samples {
+                return Err(PromqlError::TooManySamples(self.opts.max_samples));
+            }
+            let metric_no_name = Arc::new(without_name(&s.labels));
+            rows.push(LoadedSeries {
+                metric: Arc::new(s.labels),
+                metric_no_name,
+                points,
+                stale,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn check_deadline(&self) -> Result<(), PromqlError> {
+        if Instant::now() > self.deadline {
+            return Err(PromqlError::Timeout);
+        }
+        Ok(())
+    }
+
+    pub fn eval(&mut self, e: &Expr, ts: i64) -> Result<Value, PromqlError> {
+        match e {
+            Expr::NumberLiteral(n) => Ok(Value::Scalar(n.val)),
+            Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr, ts),
+            Expr::Unary(u) => match self.eval(&u.expr, ts)? {
+                Value::Scalar(v) => Ok(Value::Scalar(-v)),
+                Value::Vector(vec) => Ok(Value::Vector(
+                    vec.into_iter()
+                        .map(|s| Sample {
+                            metric: Arc::new(without_name(&s.metric)),
+                            t: s.t,
+                            v: -s.v,
+                        })
+                        .collect(),
+                )),
+                other => Err(PromqlError::BadData(format!(
+                    "unary minus on {}",
+                    other.type_name()
+                ))),
+            },
+            Expr::VectorSelector(vs) => Ok(Value::Vector(self.instant_selector(vs, ts))),
+            Expr::MatrixSelector(_) | Expr::Subquery(_) => {
+                let rows = self.range_rows(e, ts)?;
+                Ok(Value::Matrix(
+                    rows.into_iter()
+                        .map(|r| Series {
+                            metric: r.metric,
+                            points: r.points.into_owned(),
+                        })
+                        .collect(),
+                ))
+            }
+            Expr::Binary(b) => super::binary::eval_binary(self, b, ts),
+            Expr::Aggregate(a) => super::aggregate::eval_aggregate(self, a, ts),
+            Expr::Call(c) => super::functions::eval_call(self, c, ts),
+            Expr::Extension(_) => Err(PromqlError::BadData("unsupported expression".into())),
+        }
+    }
+
+    /// The newest sample of each series at most `lookback` before the reference time,
+    /// unless a staleness marker came after it.
+    pub fn instant_selector(&self, vs: &VectorSelector, ts: i64) -> Vec<Sample> {
+        let reft = self.ref_time(ts, &vs.at, &vs.offset);
+        let Some(rows) = self.data.get(&key(vs)) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for r in rows {
+            let i = r.points.partition_point(|p| p.0 <= reft);
+            if i == 0 {
+                continue;
+            }
+            let (t, v) = r.points[i - 1];
+            if t < reft - self.opts.lookback_ms {
+                continue;
+            }
+            let j = r.stale.partition_point(|&s| s <= reft);
+            if j > 0 && r.stale[j - 1] > t {
+                continue;
+            }
+            out.push(Sample {
+                metric: r.metric.clone(),
+                t,
+                v,
+            });
+        }
+        out
+    }
+
+    /// The rows a range-vector argument (a matrix selector or a subquery) holds at `ts`.
+    pub fn range_rows(&mut self, e: &Expr, ts: i64) -> Result<Vec<RangeRow<'_>>, PromqlError> {
+        match e {
+            Expr::MatrixSelector(ms) => {
+                let reft = self.ref_time(ts, &ms.vs.at, &ms.vs.offset);
+                let lo = reft - duration_ms(&ms.range);
+                let Some(rows) = self.data.get(&key(&ms.vs)) else {
+                    return Ok(Vec::new());
+                };
+                Ok(rows
+                    .iter()
+                    .filter_map(|r| {
+                        let a = r.points.partition_point(|p| p.0 < lo);
+                        let b = r.points.partition_point(|p| p.0 <= reft);
+                        (a < b).then(|| RangeRow {
+                            metric: r.metric.clone(),
+                            metric_no_name: Cow::Borrowed(&r.metric_no_name),
+                            points: Cow::Borrowed(&r.points[a..b]),
+                        })
+                    })
+                    .collect())
+            }
+            Expr::Subquery(sq) => {
+                let reft = self.ref_time(ts, &sq.at, &sq.offset);
+                let range = duration_ms(&sq.range);
+                let step = sq
+                    .step
+                    .as_ref()
+                    .map(duration_ms)
+                    .unwrap_or(self.opts.default_subquery_step_ms)
+                    .max(1);
+                // Steps aligned to multiples of the step, within [reft - range, reft].
+                let lo = reft - range;
+                let mut t = lo.div_euclid(step) * step;
+                if t < lo {
+                    t += step;
+                }
+                let mut series: HashMap<Arc<Labels>, Vec<(i64, f64)>> = HashMap::new();
+                let mut order: Vec<Arc<Labels>> = Vec::new();
+                while t <= reft {
+                    self.check_deadline()?;
+                    match self.eval(&sq.expr, t)? {
+                        Value::Vector(v) => {
+                            for s in v {
+                                let entry = series.entry(s.metric.clone()).or_insert_with(|| {
+                                    order.push(s.metric.clone());
+                                    Vec::new()
+                                });
+                                entry.push((t, s.v));
+                            }
+                        }
+                        Value::Scalar(v) => {
+                            let m = Arc::new(Labels::default());
+                            let entry = series.entry(m.clone()).or_insert_with(|| {
+                                order.push(m.clone());
+                                Vec::new()
+                            });
+                            entry.push((t, v));
+                        }
+                        other => {
+                            return Err(PromqlError::BadData(format!(
+                                "subquery is only allowed on instant vector, got {}",
+                                other.type_name()
+                            )));
+                        }
+                    }
+                    t += step;
+                }
+                order.sort();
+                Ok(order
+                    .into_iter()
+                    .map(|m| {
+                        let points = series.remove(&m).unwrap_or_default();
+                        RangeRow {
+                            metric_no_name: Cow::Owned(Arc::new(without_name(&m))),
+                            metric: m,
+                            points: Cow::Owned(points),
+                        }
+                    })
+                    .collect())
+            }
+            Expr::Paren(p) => self.range_rows(&p.expr, ts),
+            other => Err(PromqlError::BadData(format!(
+                "expected a range vector, got {}",
+                expr_type_name(other)
+            ))),
+        }
+    }
+}
+
+pub(super) fn expr_type_name(e: &Expr) -> &'static str {
+    use promql_parser::parser::value::ValueType;
+    match e.value_type() {
+        ValueType::Vector => "instant vector",
+        ValueType::Scalar => "scalar",
+        ValueType::Matrix => "range vector",
+        ValueType::String => "string",
+    }
+}
+
+fn collect_selectors<'e>(e: &'e Expr, out: &mut Vec<&'e VectorSelector>) {
+    match e {
+        Expr::VectorSelector(vs) => out.push(vs),
+        Expr::MatrixSelector(ms) => out.push(&ms.vs),
+        Expr::Subquery(s) => collect_selectors(&s.expr, out),
+        Expr::Aggregate(a) => {
+            collect_selectors(&a.expr, out);
+            if let Some(p) = &a.param {
+                collect_selectors(p, out);
+            }
+        }
+        Expr::Unary(u) => collect_selectors(&u.expr, out),
+        Expr::Binary(b) => {
+            collect_selectors(&b.lhs, out);
+            collect_selectors(&b.rhs, out);
+        }
+        Expr::Paren(p) => collect_selectors(&p.expr, out),
+        Expr::Call(c) => {
+            for a in &c.args.args {
+                collect_selectors(a, out);
+            }
+        }
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+    }
+}
+
+/// Fails when two elements of a vector share a label set, as Prometheus does after each
+/// function, operator and aggregation.
+pub(super) fn check_unique(v: &[Sample]) -> Result<(), PromqlError> {
+    if v.len() < 2 {
+        return Ok(());
+    }
+    let mut seen: std::collections::HashSet<&Labels> =
+        std::collections::HashSet::with_capacity(v.len());
+    for s in v {
+        if !seen.insert(&s.metric) {
+            return Err(PromqlError::Execution(
+                "vector cannot contain metrics with the same labelset".into(),
+            ));
+        }
+    }
+    Ok(())
+}
