@@ -53,8 +53,35 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the server: ingest, store and query on one HTTP address.
     Serve(ServeArgs),
+    /// Run a PromQL query against a lastmile (or Prometheus) server and print a table.
+    Query(QueryArgs),
     /// Measure lastmile against VictoriaMetrics and Prometheus on the same load.
     Bench(BenchArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct QueryArgs {
+    /// The PromQL expression, e.g. 'sum by (job) (rate(http_requests_total[5m]))'.
+    pub expr: String,
+    /// Evaluation time of an instant query: Unix seconds or RFC 3339 (default: now).
+    #[arg(long, value_name = "TIME", conflicts_with = "range")]
+    pub time: Option<String>,
+    /// Run a range query: START END STEP, e.g. `--range now-1h now 1m` or
+    /// `--range 2024-05-01T00:00:00Z 2024-05-01T06:00:00Z 5m`. `now` and `now-DURATION`
+    /// are accepted for START and END.
+    #[arg(long, num_args = 3, value_names = ["START", "END", "STEP"])]
+    pub range: Option<Vec<String>>,
+    /// Server to ask (anything that speaks the Prometheus query API).
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "http://127.0.0.1:7070",
+        env = "LASTMILE_URL"
+    )]
+    pub server: String,
+    /// Print the server's JSON answer instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -3,6 +3,7 @@
 mod cli;
 mod config;
 mod demo;
+mod query_cmd;
 mod serve;
 
 use clap::Parser;
@@ -11,6 +12,7 @@ fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     match cli.command {
         cli::Command::Serve(args) => run(serve::run(args), &cli.log),
+        cli::Command::Query(args) => run(query_cmd::run(args), &cli.log),
         cli::Command::Bench(args) => run(lastmile_bench::run(args.into()), &cli.log),
     }
 }
@@ -33,7 +35,6 @@ fn run(
     match rt.block_on(fut) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
