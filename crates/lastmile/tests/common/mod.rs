@@ -731,22 +731,33 @@ impl Peer {
     /// Starts Prometheus with `config_yaml` on a free port and its own storage dir, and
     /// waits until it is ready. Retries on another port if the chosen one was taken.
     pub fn prometheus(binary: &Path, config_yaml: &str, extra_flags: &[&str]) -> Peer {
+        Self::prometheus_seeded(binary, config_yaml, extra_flags, &|_| {})
+    }
+
+    /// Like [`prometheus`](Self::prometheus), but `seed` first fills the (empty) storage
+    /// directory it is given, e.g. with TSDB blocks made by `promtool`.
+    pub fn prometheus_seeded(
+        binary: &Path,
+        config_yaml: &str,
+        extra_flags: &[&str],
+        seed: &dyn Fn(&Path),
+    ) -> Peer {
         let mut last_logs = String::new();
         for _attempt in 0..3 {
             let dir = tempfile::Builder::new()
                 .prefix("lastmile-it-prom-")
                 .tempdir()
                 .expect("temp dir");
+            let data_dir = dir.path().join("data");
+            std::fs::create_dir_all(&data_dir).expect("create prometheus data dir");
+            seed(&data_dir);
             let config = dir.path().join("prometheus.yml");
             std::fs::write(&config, config_yaml).expect("write prometheus config");
             let port = free_port();
             let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
             let mut cmd = Command::new(binary);
             cmd.arg(format!("--config.file={}", config.display()))
-                .arg(format!(
-                    "--storage.tsdb.path={}",
-                    dir.path().join("data").display()
-                ))
+                .arg(format!("--storage.tsdb.path={}", data_dir.display()))
                 .arg(format!("--web.listen-address={addr}"))
                 .arg("--log.level=info")
                 .args(extra_flags)
@@ -813,6 +824,24 @@ impl Peer {
                 )
             },
         )
+    }
+
+    /// POSTs a form (`application/x-www-form-urlencoded`; `body` already encoded).
+    pub fn post_form(&self, target: &str, body: &str) -> Response {
+        http_request(
+            self.addr,
+            "POST",
+            target,
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            body.as_bytes(),
+            Framing::ContentLength,
+        )
+        .unwrap_or_else(|e| {
+            panic!(
+                "POST {target} to peer failed: {e}; stderr:\n{}",
+                self.logs()
+            )
+        })
     }
 
     /// `data` of a successful Prometheus API answer.

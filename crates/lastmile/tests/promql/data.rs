@@ -165,6 +165,9 @@ impl Rng {
 /// Per grid point: the value, or None when there is no sample.
 type Track = Vec<Option<f64>>;
 
+/// A value as a function of the grid point.
+type ValueAt = Box<dyn Fn(usize) -> f64>;
+
 /// One scrape target: when its scrapes happened.
 struct Target {
     job: String,
@@ -271,7 +274,9 @@ impl Builder {
             samples.windows(2).all(|w| w[0].0 < w[1].0),
             "series {l:?} is not in time order"
         );
-        self.families[fam].series.push(Series { labels: l, samples });
+        self.families[fam]
+            .series
+            .push(Series { labels: l, samples });
     }
 
     /// A grid with a fixed offset, for series not tied to an HTTP target.
@@ -422,13 +427,13 @@ fn http_services(b: &mut Builder) {
                     count = n;
                     sum = n * median * 1.2;
                 }
-                for i in 0..POINTS {
+                for (i, &up) in alive.iter().enumerate() {
                     if resets.contains(&i) {
                         buckets = [0.0; BUCKETS.len()];
                         sum = 0.0;
                         count = 0.0;
                     }
-                    if alive[i] {
+                    if up {
                         let slow = if job == "api-v2" && (400..440).contains(&i) {
                             5.0
                         } else {
@@ -447,10 +452,10 @@ fn http_services(b: &mut Builder) {
                         }
                     }
                     for (bi, t) in tracks.iter_mut().enumerate() {
-                        t.push(alive[i].then_some(buckets[bi]));
+                        t.push(up.then_some(buckets[bi]));
                     }
-                    sum_t.push(alive[i].then_some(sum));
-                    count_t.push(alive[i].then_some(count));
+                    sum_t.push(up.then_some(sum));
+                    count_t.push(up.then_some(count));
                 }
                 for (bi, t) in tracks.into_iter().enumerate() {
                     let l = [
@@ -463,7 +468,13 @@ fn http_services(b: &mut Builder) {
                 }
                 let l = [("instance", instance), ("job", job), ("route", route)];
                 b.add(hist, "http_request_duration_seconds_sum", &l, &times, sum_t);
-                b.add(hist, "http_request_duration_seconds_count", &l, &times, count_t);
+                b.add(
+                    hist,
+                    "http_request_duration_seconds_count",
+                    &l,
+                    &times,
+                    count_t,
+                );
             }
 
             // Build info: api on 10.0.0.1 is upgraded at point 660.
@@ -689,7 +700,7 @@ fn special_values(b: &mut Builder) {
         5e-324,
     ];
     let wave = |i: usize| 1.0 + 0.5 * (i as f64 / 10.0).sin();
-    let kinds: Vec<(&str, Box<dyn Fn(usize) -> f64>)> = vec![
+    let kinds: Vec<(&str, ValueAt)> = vec![
         ("nan", Box::new(move |_| nan)),
         ("pos_inf", Box::new(|_| f64::INFINITY)),
         ("neg_inf", Box::new(|_| f64::NEG_INFINITY)),
@@ -701,7 +712,10 @@ fn special_values(b: &mut Builder) {
         ("zero", Box::new(|_| 0.0)),
         ("neg", Box::new(move |i| -3.7 * wave(i))),
         ("frac", Box::new(|i| (i as f64 / 23.0).sin() * 0.999)),
-        ("big_int", Box::new(|i| 9_007_199_254_740_993.0 + i as f64 * 2.0)),
+        (
+            "big_int",
+            Box::new(|i| 9_007_199_254_740_993.0 + i as f64 * 2.0),
+        ),
     ];
     for (kind, f) in &kinds {
         let t = gauge(&all, f);
@@ -715,7 +729,11 @@ fn special_values(b: &mut Builder) {
         .enumerate()
         .map(|(i, v)| if i == 360 { Some(nan) } else { v })
         .collect();
-    let l = [("instance", "s1"), ("job", "special"), ("kind", "nan_spike")];
+    let l = [
+        ("instance", "s1"),
+        ("job", "special"),
+        ("kind", "nan_spike"),
+    ];
     b.add(cnt, "special_counter_total", &l, &times, t);
     let t = counter(&all, &[], 10.0, |_| 2.0);
     let t: Track = t
@@ -723,7 +741,11 @@ fn special_values(b: &mut Builder) {
         .enumerate()
         .map(|(i, v)| if i == 400 { Some(f64::INFINITY) } else { v })
         .collect();
-    let l = [("instance", "s1"), ("job", "special"), ("kind", "inf_spike")];
+    let l = [
+        ("instance", "s1"),
+        ("job", "special"),
+        ("kind", "inf_spike"),
+    ];
     b.add(cnt, "special_counter_total", &l, &times, t);
 }
 
@@ -759,9 +781,19 @@ fn staleness(b: &mut Builder) {
         start_s + (i / 40) as f64 * 600.0 + 17.0
     });
     let ls = [("instance", "cron-1"), ("job", "batch")];
-    b.add(batch, "batch_last_success_timestamp_seconds", &ls, &target.times, t);
+    b.add(
+        batch,
+        "batch_last_success_timestamp_seconds",
+        &ls,
+        &target.times,
+        t,
+    );
 
-    let late = b.family("late_gauge", Kind::Gauge, "Exists only in the last 5 minutes.");
+    let late = b.family(
+        "late_gauge",
+        Kind::Gauge,
+        "Exists only in the last 5 minutes.",
+    );
     let target = Target::new(b.start, "late", "l1");
     let t = gauge(&alive_between(700, POINTS), |i| i as f64 * 0.5);
     let ls = [("instance", "l1"), ("job", "late")];
@@ -778,7 +810,11 @@ fn staleness(b: &mut Builder) {
 }
 
 fn regex_probes(b: &mut Builder) {
-    let fam = b.family("regex_probe", Kind::Gauge, "Label values for matcher tests.");
+    let fam = b.family(
+        "regex_probe",
+        Kind::Gauge,
+        "Label values for matcher tests.",
+    );
     let times = b.plain_times("regex");
     let all = vec![true; POINTS];
     let vals = [
@@ -792,8 +828,16 @@ fn regex_probes(b: &mut Builder) {
 }
 
 fn collisions(b: &mut Builder) {
-    let ct = b.family("collide", Kind::Counter, "Series that collide when relabeled.");
-    let cg = b.family("collide_gauge", Kind::Gauge, "Shares labels with collide_total.");
+    let ct = b.family(
+        "collide",
+        Kind::Counter,
+        "Series that collide when relabeled.",
+    );
+    let cg = b.family(
+        "collide_gauge",
+        Kind::Gauge,
+        "Shares labels with collide_total.",
+    );
     let times = b.plain_times("collide");
     let all = vec![true; POINTS];
     for (n, src) in ["x-1", "x-2"].into_iter().enumerate() {
@@ -894,6 +938,12 @@ impl Dataset {
     /// The data as OpenMetrics text for `promtool tsdb create-blocks-from openmetrics`:
     /// one block of lines per family (TYPE and HELP first), each series' samples in time
     /// order, timestamps in seconds with millisecond decimals, `# EOF` at the end.
+    ///
+    /// What promtool 2.42 does with its input (tried by hand): without `# EOF` it refuses
+    /// the file; a sample without a timestamp is refused; timestamps are read as seconds
+    /// (milliseconds land silently in the year 58000); a sample older than its series'
+    /// previous one is dropped without a word (so the suite compares raw data first);
+    /// families may interleave; `NaN`, `+Inf`, `-Inf` parse.
     pub fn openmetrics(&self) -> String {
         let mut out = String::with_capacity(self.sample_count() * 100);
         for f in &self.families {

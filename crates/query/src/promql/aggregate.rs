@@ -117,7 +117,13 @@ pub(super) fn eval_aggregate(
         }
         T_TOPK | T_BOTTOMK => {
             let k = scalar_param()?;
-            if k.is_nan() || k < 1.0 {
+            if k.is_nan() || k.abs() >= 9.223_372_036_854_776e18 {
+                return Err(PromqlError::Execution(format!(
+                    "Scalar value {} overflows int64",
+                    lastmile_model::format_value(k)
+                )));
+            }
+            if k < 1.0 {
                 Vec::new()
             } else {
                 let k = if k > input.len() as f64 {
@@ -229,7 +235,7 @@ pub(super) fn incremental_mean(mean: f64, v: f64, count: f64) -> f64 {
             return mean;
         }
     }
-    mean + v / count - mean / count
+    mean + (v / count - mean / count)
 }
 
 /// Population variance by Welford's method.

@@ -47,6 +47,12 @@ pub fn scalar_op(op: TokenId, l: f64, r: f64) -> Result<(f64, bool), PromqlError
     })
 }
 
+/// Arithmetic drops the metric name, and so does a `bool` comparison; `atan2` and
+/// filtering comparisons keep it (as Prometheus 2.x does).
+fn drops_name(op: TokenId, return_bool: bool) -> bool {
+    return_bool || !(is_comparison(op) || op == T_ATAN2)
+}
+
 fn bool_value(pass: bool) -> f64 {
     if pass { 1.0 } else { 0.0 }
 }
@@ -113,7 +119,7 @@ fn vector_scalar(
             // The vector element keeps its value whichever side it is on.
             value = smp.v;
         }
-        let metric = if !comparison || return_bool {
+        let metric = if drops_name(op, return_bool) {
             Arc::new(without_name(&smp.metric))
         } else {
             smp.metric

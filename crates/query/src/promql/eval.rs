@@ -233,7 +233,7 @@ impl<'a> Evaluator<'a> {
                     vec.into_iter()
                         .map(|s| Sample {
                             metric: Arc::new(without_name(&s.metric)),
-                            t: s.t,
+                            t: ts,
                             v: -s.v,
                         })
                         .collect(),

@@ -8,26 +8,60 @@ use promql_parser::parser::{Call, Expr};
 use regex::Regex;
 
 use super::PromqlError;
-use super::aggregate::{incremental_mean, is_valid_label_name, variance};
+use super::aggregate::is_valid_label_name;
 use super::eval::{Evaluator, RangeRow, check_unique, duration_ms};
 use super::labels_ops::{filtered, with_label, without_name};
 use super::value::{Sample, Value};
 
-/// Go's `math.Max`/`math.Min`: NaN wins (Rust's `f64::max` ignores NaN).
+/// Go's `math.Max`: +Inf wins, then NaN (Rust's `f64::max` ignores NaN).
 fn go_max(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() {
+    if a == f64::INFINITY || b == f64::INFINITY {
+        f64::INFINITY
+    } else if a.is_nan() || b.is_nan() {
         f64::NAN
     } else {
         a.max(b)
     }
 }
 
+/// Go's `math.Min`: -Inf wins, then NaN.
 fn go_min(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() {
+    if a == f64::NEG_INFINITY || b == f64::NEG_INFINITY {
+        f64::NEG_INFINITY
+    } else if a.is_nan() || b.is_nan() {
         f64::NAN
     } else {
         a.min(b)
     }
+}
+
+/// Go's `math.Log` on amd64 (what Prometheus runs): its assembly reads the exponent field
+/// directly, so a subnormal input is taken as `1.mantissa × 2^-1023`.
+fn go_ln(x: f64) -> f64 {
+    if x > 0.0 && x < f64::MIN_POSITIVE {
+        let mantissa = x.to_bits() & ((1u64 << 52) - 1);
+        (1.0 + mantissa as f64 / (1u64 << 52) as f64).ln() - 1023.0 * std::f64::consts::LN_2
+    } else {
+        x.ln()
+    }
+}
+
+/// Go's `math.Asinh`, which stays finite for huge inputs where `x*x` overflows.
+fn go_asinh(x: f64) -> f64 {
+    if x.is_nan() || x.is_infinite() {
+        return x;
+    }
+    let (neg, a) = (x < 0.0, x.abs());
+    let t = if a > (1u64 << 28) as f64 {
+        go_ln(a) + std::f64::consts::LN_2
+    } else if a > 2.0 {
+        go_ln(2.0 * a + 1.0 / ((a * a + 1.0).sqrt() + a))
+    } else if a < 1.0 / (1u64 << 28) as f64 {
+        a
+    } else {
+        (a + a * a / (1.0 + (1.0 + a * a).sqrt())).ln_1p()
+    };
+    if neg { -t } else { t }
 }
 
 fn scalar_arg(ev: &mut Evaluator<'_>, e: &Expr, ts: i64) -> Result<f64, PromqlError> {
@@ -91,9 +125,9 @@ fn math_fn(name: &str) -> Option<fn(f64) -> f64> {
         "floor" => f64::floor,
         "exp" => f64::exp,
         "sqrt" => f64::sqrt,
-        "ln" => f64::ln,
+        "ln" => go_ln,
         "log2" => f64::log2,
-        "log10" => f64::log10,
+        "log10" => |v: f64| go_ln(v) * (1.0 / std::f64::consts::LN_10),
         "sgn" => |v: f64| {
             if v < 0.0 {
                 -1.0
@@ -108,7 +142,7 @@ fn math_fn(name: &str) -> Option<fn(f64) -> f64> {
         "acos" => f64::acos,
         "acosh" => f64::acosh,
         "asin" => f64::asin,
-        "asinh" => f64::asinh,
+        "asinh" => go_asinh,
         "atan" => f64::atan,
         "atanh" => f64::atanh,
         "cos" => f64::cos,
@@ -250,7 +284,7 @@ fn range_function(
         ),
         _ => (0, Vec::new()),
     };
-    if name == "holt_winters" {
+    if name == "holt_winters" || name == "double_exponential_smoothing" {
         let (sf, tf) = (scalars[0], scalars[1]);
         if sf <= 0.0 || sf >= 1.0 {
             return Err(PromqlError::Execution(format!(
@@ -285,20 +319,16 @@ fn range_function(
                 let (slope, intercept) = linear_regression(p, ts);
                 slope * scalars[0] + intercept
             }),
-            "holt_winters" => holt_winters(p, scalars[0], scalars[1]),
+            "holt_winters" | "double_exponential_smoothing" => {
+                holt_winters(p, scalars[0], scalars[1])
+            }
             "resets" => Some(p.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64),
             "changes" => Some(
                 p.windows(2)
                     .filter(|w| w[1].1 != w[0].1 && !(w[1].1.is_nan() && w[0].1.is_nan()))
                     .count() as f64,
             ),
-            "avg_over_time" => {
-                let mut mean = p[0].1;
-                for (i, &(_, v)) in p.iter().enumerate().skip(1) {
-                    mean = incremental_mean(mean, v, (i + 1) as f64);
-                }
-                Some(mean)
-            }
+            "avg_over_time" => Some(kahan_mean(p)),
             "sum_over_time" => Some(p.iter().map(|x| x.1).sum()),
             "count_over_time" => Some(p.len() as f64),
             "min_over_time" => Some(
@@ -311,8 +341,8 @@ fn range_function(
                     .skip(1)
                     .fold(p[0].1, |m, x| if x.1 > m || m.is_nan() { x.1 } else { m }),
             ),
-            "stddev_over_time" => Some(variance(&p.iter().map(|x| x.1).collect::<Vec<_>>()).sqrt()),
-            "stdvar_over_time" => Some(variance(&p.iter().map(|x| x.1).collect::<Vec<_>>())),
+            "stddev_over_time" => Some(kahan_variance(p).sqrt()),
+            "stdvar_over_time" => Some(kahan_variance(p)),
             "quantile_over_time" => Some(quantile(scalars[0], p.iter().map(|x| x.1).collect())),
             "last_over_time" => p.last().map(|x| x.1),
             "present_over_time" => Some(1.0),
@@ -444,11 +474,38 @@ fn instant_value(p: &[(i64, f64)], rate: bool) -> Option<f64> {
     Some(v)
 }
 
+/// `avg_over_time`: the incremental mean with Kahan compensation, infinities kept stable.
+fn kahan_mean(p: &[(i64, f64)]) -> f64 {
+    let (mut mean, mut c, mut count) = (0.0f64, 0.0f64, 0.0f64);
+    for &(_, v) in p {
+        count += 1.0;
+        if mean.is_infinite()
+            && ((v.is_infinite() && (mean > 0.0) == (v > 0.0)) || (!v.is_infinite() && !v.is_nan()))
+        {
+            continue;
+        }
+        (mean, c) = kahan_add(v / count - mean / count, mean, c);
+    }
+    if mean.is_infinite() { mean } else { mean + c }
+}
+
+/// `stdvar_over_time`: Welford's method with Kahan-compensated mean and sum of squares.
+fn kahan_variance(p: &[(i64, f64)]) -> f64 {
+    let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for &(_, v) in p {
+        count += 1.0;
+        let delta = v - (mean + c_mean);
+        (mean, c_mean) = kahan_add(delta / count, mean, c_mean);
+        (aux, c_aux) = kahan_add(delta * (v - (mean + c_mean)), aux, c_aux);
+    }
+    (aux + c_aux) / count
+}
+
+/// Neumaier's compensated addition, exactly as Prometheus 2.x does it (no special case
+/// for infinities, so an overflow ends as NaN there too).
 fn kahan_add(v: f64, sum: f64, c: f64) -> (f64, f64) {
     let t = sum + v;
-    let c = if t.is_infinite() {
-        0.0
-    } else if sum.abs() >= v.abs() {
+    let c = if sum.abs() >= v.abs() {
         c + ((sum - t) + v)
     } else {
         c + ((v - t) + sum)
@@ -658,6 +715,11 @@ fn label_join(ev: &mut Evaluator<'_>, args: &[&Expr], ts: i64) -> Result<Vec<Sam
     let mut srcs = Vec::new();
     for a in &args[3..] {
         srcs.push(string_arg(ev, a, ts)?);
+    }
+    if let Some(bad) = srcs.iter().find(|s| !is_valid_label_name(s)) {
+        return Err(PromqlError::Execution(format!(
+            "invalid source label name in label_join(): {bad}"
+        )));
     }
     if !is_valid_label_name(&dst) {
         return Err(PromqlError::Execution(format!(

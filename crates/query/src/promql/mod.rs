@@ -8,6 +8,7 @@ mod functions;
 mod labels_ops;
 pub mod value;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,31 @@ use promql_parser::parser::{self, Expr};
 
 use eval::Evaluator;
 pub use value::{QueryResult, Sample, Series, Value};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_strings_become_quoted() {
+        assert_eq!(
+            rewrite_raw_strings(r#"label_replace(up, "a", `$1\d`, "b", `(.*)`)"#),
+            r#"label_replace(up, "a", "$1\\d", "b", "(.*)")"#
+        );
+        assert_eq!(rewrite_raw_strings(r#"up{a="`"}"#), r#"up{a="`"}"#);
+        assert!(parse("`raw\\string`").is_ok());
+    }
+
+    #[test]
+    fn subqueries_need_instant_vectors() {
+        assert!(matches!(
+            parse("avg_over_time(time()[5m:1m])"),
+            Err(PromqlError::BadData(_))
+        ));
+        assert!(parse("avg_over_time(up[5m:1m])").is_ok());
+        assert!(parse("holt_winters(up[5m], 0.5, 0.5)").is_ok());
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct QueryOptions {
@@ -64,8 +90,99 @@ pub enum PromqlError {
 pub const MAX_POINTS_PER_SERIES: i64 = 11_000;
 
 pub fn parse(query: &str) -> Result<Expr, PromqlError> {
-    parser::parse(query)
-        .map_err(|e| PromqlError::BadData(format!("invalid parameter \"query\": {e}")))
+    static EXTRA: std::sync::Once = std::sync::Once::new();
+    EXTRA.call_once(|| {
+        // Prometheus 2.x's name for what 3.x calls double_exponential_smoothing.
+        let hw = parser::Function::new(
+            "holt_winters",
+            vec![ValueType::Matrix, ValueType::Scalar, ValueType::Scalar],
+            0,
+            ValueType::Vector,
+            false,
+        );
+        let _ = parser::register_extra_functions(vec![hw]);
+    });
+    let bad = |e: String| PromqlError::BadData(format!("invalid parameter \"query\": {e}"));
+    let query = rewrite_raw_strings(query);
+    let expr = parser::parse(&query).map_err(bad)?;
+    check_types(&expr).map_err(bad)?;
+    Ok(expr)
+}
+
+/// PromQL's backtick strings take backslashes literally; the parser only knows quoted
+/// strings, so each raw string becomes the equivalent double-quoted one.
+fn rewrite_raw_strings(q: &str) -> Cow<'_, str> {
+    if !q.contains('`') {
+        return Cow::Borrowed(q);
+    }
+    let mut out = String::with_capacity(q.len() + 8);
+    let mut chars = q.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' | '\'' => {
+                out.push(c);
+                while let Some(d) = chars.next() {
+                    out.push(d);
+                    if d == '\\' {
+                        if let Some(e) = chars.next() {
+                            out.push(e);
+                        }
+                    } else if d == c {
+                        break;
+                    }
+                }
+            }
+            '#' => {
+                out.push(c);
+                for d in chars.by_ref() {
+                    out.push(d);
+                    if d == '\n' {
+                        break;
+                    }
+                }
+            }
+            '`' => {
+                let raw: String = chars.by_ref().take_while(|&d| d != '`').collect();
+                out.push('"');
+                for d in raw.chars() {
+                    if d == '"' || d == '\\' {
+                        out.push('\\');
+                    }
+                    out.push(d);
+                }
+                out.push('"');
+            }
+            _ => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Type rules Prometheus checks at parse time that the parser leaves to us.
+fn check_types(e: &Expr) -> Result<(), String> {
+    match e {
+        Expr::Subquery(sq) => {
+            if sq.expr.value_type() != ValueType::Vector {
+                return Err(format!(
+                    "subquery is only allowed on instant vector, got {} instead",
+                    sq.expr.value_type()
+                ));
+            }
+            check_types(&sq.expr)
+        }
+        Expr::Aggregate(a) => {
+            check_types(&a.expr)?;
+            a.param.as_deref().map_or(Ok(()), check_types)
+        }
+        Expr::Unary(u) => check_types(&u.expr),
+        Expr::Binary(b) => {
+            check_types(&b.lhs)?;
+            check_types(&b.rhs)
+        }
+        Expr::Paren(p) => check_types(&p.expr),
+        Expr::Call(c) => c.args.args.iter().try_for_each(|a| check_types(a)),
+        _ => Ok(()),
+    }
 }
 
 pub fn instant_query(
