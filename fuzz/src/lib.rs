@@ -7,17 +7,19 @@
 
 pub mod alloc_meter;
 pub mod chunk;
+pub mod promql;
 pub mod remote_write;
 pub mod seeds;
 pub mod wal;
 
 /// Names of the fuzz targets, as in `Cargo.toml` and the `seeds/` and `regressions/` folders.
-pub const TARGETS: [&str; 5] = [
+pub const TARGETS: [&str; 6] = [
     "remote_write_decode",
     "remote_write_body",
     "wal_frames",
     "wal_record",
     "chunk_decode",
+    "promql_query",
 ];
 
 /// Runs the harness of `target` on one input.
@@ -28,6 +30,7 @@ pub fn run(target: &str, data: &[u8]) {
         "wal_frames" => wal::frames(data),
         "wal_record" => wal::record(data),
         "chunk_decode" => chunk::decode(data),
+        "promql_query" => promql::query(data),
         _ => panic!("unknown fuzz target {target:?}"),
     }
 }

@@ -294,5 +294,23 @@ pub fn all(scratch: &Path) -> Vec<Seed> {
         .collect();
     seeds.push(("chunk_decode", "jittery".into(), chunk_seed(&jittery)));
     seeds.push(("chunk_decode", "recipe".into(), chunk_recipe()));
+    for (name, q) in [
+        ("rate", "sum by (job) (rate(req_bucket[5m]))"),
+        (
+            "histogram",
+            "histogram_quantile(0.9, sum by (le) (rate(req_bucket[5m])))",
+        ),
+        ("matching", "up * on(job) group_left(le) req_bucket"),
+        (
+            "subquery",
+            "max_over_time(deriv(up[5m])[10m:30s] offset 1m)",
+        ),
+        (
+            "functions",
+            "label_replace(topk(2, special), \"x\", \"$1\", \"job\", \"(.*)\") or vector(time())",
+        ),
+    ] {
+        seeds.push(("promql_query", name.into(), q.as_bytes().to_vec()));
+    }
     seeds
 }

@@ -52,6 +52,10 @@ fn fresh_seeds_are_valid() {
                 head.replay_frame(data, &mut aliases)
                     .unwrap_or_else(|e| panic!("{name}: {e}"));
             }
+            "promql_query" => {
+                let q = std::str::from_utf8(data).unwrap();
+                lastmile_query::promql::parse(q).unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
             _ => {}
         }
         run(target, data);
