@@ -14,7 +14,7 @@ use promql_parser::parser::{AggregateExpr, LabelModifier};
 use super::PromqlError;
 use super::eval::{Evaluator, check_unique};
 use super::functions::{nan_last, quantile};
-use super::labels_ops::{grouping_labels, with_label};
+use super::labels_ops::{grouping_labels, signature_into, with_label};
 use super::value::{Sample, Value};
 
 struct Group {
@@ -131,7 +131,7 @@ pub(super) fn eval_aggregate(
                 } else {
                     k as usize
                 };
-                let mut groups = group(&input, names, by);
+                let mut groups = group(&input, names, by, Keep::Samples);
                 let mut out = Vec::new();
                 for g in groups.iter_mut() {
                     let top = op == T_TOPK;
@@ -152,7 +152,12 @@ pub(super) fn eval_aggregate(
             } else {
                 None
             };
-            let groups = group(&input, names, by);
+            let keep = if matches!(op, T_MIN | T_MAX | T_STDDEV | T_STDVAR | T_QUANTILE) {
+                Keep::Values
+            } else {
+                Keep::Sums
+            };
+            let groups = group(&input, names, by, keep);
             groups
                 .into_iter()
                 .map(|g| {
@@ -191,17 +196,20 @@ pub(super) fn eval_aggregate(
 
 /// Groups samples by their grouping labels, in first-seen order, accumulating sum and
 /// Prometheus's incremental mean.
-fn group(input: &[Sample], names: &[String], by: bool) -> Vec<Group> {
+fn group(input: &[Sample], names: &[String], by: bool, keep: Keep) -> Vec<Group> {
     let mut groups: Vec<Group> = Vec::new();
-    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+    let mut key = Vec::with_capacity(128);
     for s in input {
-        let key = grouping_labels(&s.metric, names, by);
-        let i = match index.get(&key) {
+        // Look the group up by a signature written into a reused buffer; the group's
+        // label set is built only when the group is new.
+        signature_into(&s.metric, names, by, &mut key);
+        let i = match index.get(key.as_slice()) {
             Some(&i) => i,
             None => {
                 index.insert(key.clone(), groups.len());
                 groups.push(Group {
-                    metric: key,
+                    metric: grouping_labels(&s.metric, names, by),
                     count: 0.0,
                     value: 0.0,
                     mean: 0.0,
@@ -219,10 +227,21 @@ fn group(input: &[Sample], names: &[String], by: bool) -> Vec<Group> {
         } else {
             g.mean = incremental_mean(g.mean, s.v, g.count);
         }
-        g.values.push(s.v);
-        g.samples.push(s.clone());
+        match keep {
+            Keep::Sums => {}
+            Keep::Values => g.values.push(s.v),
+            Keep::Samples => g.samples.push(s.clone()),
+        }
     }
     groups
+}
+
+/// What a grouping must keep beyond counts, sums and means.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    Sums,
+    Values,
+    Samples,
 }
 
 /// Prometheus's running mean, which keeps an infinite mean stable.

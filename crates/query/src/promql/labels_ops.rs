@@ -35,6 +35,13 @@ pub fn with_label(l: &Labels, name: &str, value: &str) -> Labels {
 /// `!include`), used to group or match series. Absent labels count as empty.
 pub fn signature(l: &Labels, names: &[String], include: bool) -> Vec<u8> {
     let mut key = Vec::with_capacity(64);
+    signature_into(l, names, include, &mut key);
+    key
+}
+
+/// [`signature`] into a reused buffer (cleared first), so hot loops do not allocate.
+pub fn signature_into(l: &Labels, names: &[String], include: bool, key: &mut Vec<u8>) {
+    key.clear();
     if include {
         let mut sorted: Vec<&String> = names.iter().collect();
         sorted.sort();
@@ -56,7 +63,6 @@ pub fn signature(l: &Labels, names: &[String], include: bool) -> Vec<u8> {
             key.push(0xff);
         }
     }
-    key
 }
 
 /// The labels a grouping keeps: `by (names)` keeps those, `without (names)` drops them and
