@@ -52,7 +52,7 @@ fn key(vs: &VectorSelector) -> usize {
 }
 
 pub(super) fn duration_ms(d: &Duration) -> i64 {
-    d.as_millis() as i64
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn offset_ms(o: &Option<Offset>) -> i64 {
@@ -65,8 +65,8 @@ fn offset_ms(o: &Option<Offset>) -> i64 {
 
 fn system_time_ms(t: &SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_millis() as i64,
-        Err(e) => -(e.duration().as_millis() as i64),
+        Ok(d) => duration_ms(&d),
+        Err(e) => -duration_ms(&e.duration()),
     }
 }
 
@@ -93,7 +93,12 @@ impl<'a> Evaluator<'a> {
     }
 
     /// The time a selector or subquery reads at, for an evaluation at `ts`.
-    fn ref_time(&self, ts: i64, at: &Option<AtModifier>, offset: &Option<Offset>) -> i64 {
+    pub(super) fn ref_time(
+        &self,
+        ts: i64,
+        at: &Option<AtModifier>,
+        offset: &Option<Offset>,
+    ) -> i64 {
         self.at_ms(at).unwrap_or(ts) - offset_ms(offset)
     }
 

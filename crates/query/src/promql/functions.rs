@@ -369,32 +369,12 @@ fn range_function(
 
 /// End and length of the window a range argument covers at `ts` (for extrapolation).
 fn range_window(ev: &Evaluator<'_>, e: &Expr, ts: i64) -> (i64, i64) {
-    let at = |a: &Option<promql_parser::parser::AtModifier>| {
-        a.as_ref().map(|a| match a {
-            promql_parser::parser::AtModifier::Start => ev.start,
-            promql_parser::parser::AtModifier::End => ev.end,
-            promql_parser::parser::AtModifier::At(t) => {
-                match t.duration_since(std::time::UNIX_EPOCH) {
-                    Ok(d) => d.as_millis() as i64,
-                    Err(e) => -(e.duration().as_millis() as i64),
-                }
-            }
-        })
-    };
-    let off = |o: &Option<promql_parser::parser::Offset>| match o {
-        None => 0,
-        Some(promql_parser::parser::Offset::Pos(d)) => duration_ms(d),
-        Some(promql_parser::parser::Offset::Neg(d)) => -duration_ms(d),
-    };
     match e {
         Expr::MatrixSelector(ms) => (
-            at(&ms.vs.at).unwrap_or(ts) - off(&ms.vs.offset),
+            ev.ref_time(ts, &ms.vs.at, &ms.vs.offset),
             duration_ms(&ms.range),
         ),
-        Expr::Subquery(sq) => (
-            at(&sq.at).unwrap_or(ts) - off(&sq.offset),
-            duration_ms(&sq.range),
-        ),
+        Expr::Subquery(sq) => (ev.ref_time(ts, &sq.at, &sq.offset), duration_ms(&sq.range)),
         Expr::Paren(p) => range_window(ev, &p.expr, ts),
         _ => (ts, 0),
     }

@@ -44,6 +44,30 @@ mod tests {
         assert!(parse("avg_over_time(up[5m:1m])").is_ok());
         assert!(parse("holt_winters(up[5m], 0.5, 0.5)").is_ok());
     }
+
+    #[test]
+    fn durations_past_go_range_are_refused_not_panicked_on() {
+        for q in [
+            "up[104e150]",
+            "up offset NaN",
+            "up offset -Inf",
+            "up offset -1e300",
+            "rate(up[5m:1e300])",
+            "up[300y]",
+        ] {
+            match parse(q) {
+                Err(PromqlError::BadData(m)) => assert!(m.contains("out of range"), "{q}: {m}"),
+                other => panic!("{q}: {other:?}"),
+            }
+        }
+        // The lexer itself refuses these; what matters is a 400, not a panic.
+        for q in ["up[NaN]", "up[Inf]", "up[1e300s]"] {
+            assert!(matches!(parse(q), Err(PromqlError::BadData(_))), "{q}");
+        }
+        for q in ["up[300]", "up offset 60", "rate(up[5m:30])", "up[290y]"] {
+            assert!(parse(q).is_ok(), "{q}");
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -104,9 +128,47 @@ pub fn parse(query: &str) -> Result<Expr, PromqlError> {
     });
     let bad = |e: String| PromqlError::BadData(format!("invalid parameter \"query\": {e}"));
     let query = rewrite_raw_strings(query);
+    check_durations(&query).map_err(bad)?;
     let expr = parser::parse(&query).map_err(bad)?;
     check_types(&expr).map_err(bad)?;
     Ok(expr)
+}
+
+/// Refuses durations Prometheus refuses: past what Go's `time.Duration` holds (int64
+/// nanoseconds, about 292 years). This also keeps the parser from panicking: PromQL 3 lets a
+/// plain number stand for seconds (`x[300]`, `offset 60`, `[5m:30]`), which the parser
+/// converts with `Duration::from_secs_f64`, a panic on NaN, Inf or huge values.
+fn check_durations(q: &str) -> Result<(), String> {
+    use lrpar::{Lexeme, Lexer, NonStreamingLexer};
+    use parser::token::{T_COLON, T_DURATION, T_LEFT_BRACKET, T_NUMBER, T_OFFSET, T_SUB};
+    const MAX_SECONDS: f64 = i64::MAX as f64 / 1e9;
+    // A query the lexer refuses is reported by the parser with its own message.
+    let Ok(lexer) = parser::lexer(q) else {
+        return Ok(());
+    };
+    let (mut prev, mut before_prev) = (None, None);
+    for lexeme in lexer.iter().flatten() {
+        let tok = lexeme.tok_id();
+        let text = lexer.span_str(lexeme.span());
+        let secs = if tok == T_DURATION {
+            // A bare float here would make parse_duration itself panic; its value is seconds.
+            text.parse::<f64>().unwrap_or_else(|_| {
+                promql_parser::util::parse_duration(text).map_or(0.0, |d| d.as_secs_f64())
+            })
+        } else if tok == T_NUMBER
+            && (matches!(prev, Some(T_LEFT_BRACKET | T_COLON | T_OFFSET))
+                || (prev == Some(T_SUB) && before_prev == Some(T_OFFSET)))
+        {
+            promql_parser::util::parse_str_radix(text).unwrap_or(f64::NAN)
+        } else {
+            0.0
+        };
+        if !(0.0..=MAX_SECONDS).contains(&secs) {
+            return Err(format!("duration out of range: {text}"));
+        }
+        (before_prev, prev) = (prev, Some(tok));
+    }
+    Ok(())
 }
 
 /// PromQL's backtick strings take backslashes literally; the parser only knows quoted
