@@ -11,8 +11,8 @@ use anyhow::{Context, bail};
 use crate::IngestArgs;
 use crate::load::{self, Spec, Workload};
 use crate::measure;
-use crate::report::{self, Machine, Report, RunResult, ScenarioResult, Skipped, human_bytes, si};
-use crate::servers::{Server, ServerKind, StartOptions, which};
+use crate::report::{self, Machine, Report, RunResult, ScenarioResult, human_bytes, si};
+use crate::servers::{Server, ServerKind, StartOptions, http_client, resolve_servers};
 
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
@@ -21,22 +21,7 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     tokio::select! {
         r = run_all(args) => r,
-        signal = interrupted() => bail!("interrupted by {signal}; the server under test was stopped"),
-    }
-}
-
-async fn interrupted() -> &'static str {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "Ctrl-C",
-        _ = term => "SIGTERM",
+        signal = crate::interrupted() => bail!("interrupted by {signal}; the server under test was stopped"),
     }
 }
 
@@ -77,43 +62,7 @@ async fn run_all(args: IngestArgs) -> anyhow::Result<()> {
     };
 
     // Resolve the binaries; a missing peer is skipped with a clear message.
-    let mut skipped = Vec::new();
-    let mut servers: Vec<(ServerKind, String)> = Vec::new();
-    for kind in kinds {
-        let bin = opts.binary(kind).to_path_buf();
-        match which(&bin) {
-            Some(path) => {
-                let version = match kind {
-                    ServerKind::Lastmile => format!("lastmile {}", env!("CARGO_PKG_VERSION")),
-                    _ => crate::servers::version(kind, &path),
-                };
-                eprintln!("{:<16} {} ({version})", kind.name(), path.display());
-                match kind {
-                    ServerKind::Lastmile => opts.lastmile_bin = path,
-                    ServerKind::Victoriametrics => opts.victoria_metrics_bin = path,
-                    ServerKind::Prometheus => opts.prometheus_bin = path,
-                }
-                servers.push((kind, version));
-            }
-            None => {
-                let hint = match kind {
-                    ServerKind::Lastmile => "pass --lastmile-bin",
-                    ServerKind::Victoriametrics => {
-                        "install the Debian package victoria-metrics or pass --victoria-metrics-bin"
-                    }
-                    ServerKind::Prometheus => {
-                        "install the Debian package prometheus or pass --prometheus-bin"
-                    }
-                };
-                let reason = format!("binary `{}` not found ({hint})", bin.display());
-                eprintln!("SKIPPING {}: {reason}", kind.name());
-                skipped.push(Skipped {
-                    server: kind,
-                    reason,
-                });
-            }
-        }
-    }
+    let (servers, skipped) = resolve_servers(&kinds, &mut opts);
     if servers.is_empty() {
         bail!("none of the chosen servers can be run");
     }
@@ -221,7 +170,8 @@ async fn run_all(args: IngestArgs) -> anyhow::Result<()> {
                     ..Default::default()
                 };
                 if args.idle_wait > 0
-                    && let Err(busy) = wait_for_idle(Duration::from_secs(args.idle_wait)).await
+                    && let Err(busy) =
+                        measure::wait_for_idle(Duration::from_secs(args.idle_wait)).await
                 {
                     r.warnings.push(format!(
                         "the machine was still busy when the run started ({busy:.2} cores used by other processes after waiting {} s)",
@@ -287,48 +237,6 @@ async fn run_all(args: IngestArgs) -> anyhow::Result<()> {
         bail!("some runs had problems (see above): {}", failed.join(", "));
     }
     Ok(())
-}
-
-/// Waits until other processes use (nearly) no CPU for a 2-second window, at most `max`.
-/// Err(cores used by others) if the machine stayed busy.
-async fn wait_for_idle(max: Duration) -> Result<(), f64> {
-    const WINDOW: Duration = Duration::from_secs(2);
-    const IDLE_CORES: f64 = 0.15;
-    let started = std::time::Instant::now();
-    let others = || -> f64 {
-        let busy = measure::machine_busy_seconds().unwrap_or(0.0);
-        busy - measure::own_cpu_seconds().unwrap_or(0.0)
-    };
-    let mut said = false;
-    loop {
-        let before = others();
-        tokio::time::sleep(WINDOW).await;
-        let cores = (others() - before) / WINDOW.as_secs_f64();
-        if cores < IDLE_CORES {
-            return Ok(());
-        }
-        if started.elapsed() >= max {
-            return Err(cores);
-        }
-        if !said {
-            eprintln!(
-                "   waiting for the machine to be idle: other processes use {cores:.2} cores …"
-            );
-            said = true;
-        }
-    }
-}
-
-fn http_client(connections: usize, timeout: Duration) -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .no_proxy()
-        .tcp_nodelay(true)
-        .pool_max_idle_per_host(connections)
-        .timeout(timeout)
-        .connect_timeout(Duration::from_secs(10))
-        .user_agent(concat!("lastmile-bench/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .context("cannot build the HTTP client")
 }
 
 /// One server on one workload: start, load, measure, flush, stop (the stop happens when

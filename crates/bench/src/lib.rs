@@ -12,9 +12,11 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+pub mod fleet;
 pub mod ingest;
 pub mod load;
 pub mod measure;
+pub mod query;
 pub mod report;
 pub mod servers;
 
@@ -152,10 +154,29 @@ pub struct IngestArgs {
 
 pub enum BenchCommand {
     Ingest(IngestArgs),
+    Query(query::QueryArgs),
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Ingest(args) => ingest::run(args).await,
+        BenchCommand::Query(args) => query::run(args).await,
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM, naming the signal. A benchmark selects on it so that
+/// its servers (whose guards live in the benchmark's future) are stopped on the way out.
+pub(crate) async fn interrupted() -> &'static str {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "Ctrl-C",
+        _ = term => "SIGTERM",
     }
 }

@@ -199,6 +199,18 @@ pub struct Request {
     pub samples: u32,
 }
 
+/// Requests split by connection, in the order each connection sends them: what [`send`]
+/// sends.
+pub trait Queues: Send + Sync + 'static {
+    fn queues(&self) -> &[Vec<Request>];
+}
+
+impl Queues for Vec<Vec<Request>> {
+    fn queues(&self) -> &[Vec<Request>] {
+        self
+    }
+}
+
 /// All requests of a scenario, split by connection in the order each connection sends them.
 #[derive(Debug)]
 pub struct Workload {
@@ -212,6 +224,12 @@ pub struct Workload {
     pub first_ts_ms: i64,
     pub last_ts_ms: i64,
     pub build_secs: f64,
+}
+
+impl Queues for Workload {
+    fn queues(&self) -> &[Vec<Request>] {
+        &self.queues
+    }
 }
 
 /// Builds every request of `spec` (on all cores: nothing else runs while it does).
@@ -376,11 +394,12 @@ const MAX_ERRORS_KEPT: usize = 8;
 const MAX_CONSECUTIVE_TRANSPORT_ERRORS: u32 = 10;
 
 /// Sends the workload to `url`, one task per connection, until done or `deadline`.
-/// `on_tick` is called every `tick` with the counters and the elapsed time.
-pub async fn send(
+/// `on_tick` is called every `tick` with the counters and the elapsed time. Returns when
+/// every connection has sent its queue (a barrier: nothing of a later call can overtake).
+pub async fn send<W: Queues>(
     client: &reqwest::Client,
     url: &str,
-    work: Arc<Workload>,
+    work: Arc<W>,
     deadline: Duration,
     tick: Duration,
     mut on_tick: impl FnMut(&Counters, Duration),
@@ -390,12 +409,13 @@ pub async fn send(
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for c in 0..work.queues.len() {
+    let total_requests: u64 = work.queues().iter().map(|q| q.len() as u64).sum();
+    for c in 0..work.queues().len() {
         let (client, url, work) = (client.clone(), url.to_string(), work.clone());
         let (counters, errors, stop) = (counters.clone(), errors.clone(), stop.clone());
         tasks.spawn(async move {
             let mut consecutive = 0;
-            for req in &work.queues[c] {
+            for req in &work.queues()[c] {
                 if stop.load(Ordering::Relaxed) {
                     return false;
                 }
@@ -471,7 +491,7 @@ pub async fn send(
         transport_errors,
         samples_not_written: counters.samples_not_written.load(Ordering::Relaxed),
         errors,
-        incomplete: !complete || requests_sent < work.requests,
+        incomplete: !complete || requests_sent < total_requests,
     }
 }
 

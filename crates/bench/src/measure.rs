@@ -69,6 +69,36 @@ pub fn parse_proc_stat_busy(stat: &str) -> Option<u64> {
     Some(at(0) + at(1) + at(2) + at(5) + at(6) + at(7))
 }
 
+/// Waits until other processes use (nearly) no CPU for a 2-second window, at most `max`.
+/// Err(cores used by others) if the machine stayed busy.
+pub async fn wait_for_idle(max: std::time::Duration) -> Result<(), f64> {
+    const WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
+    const IDLE_CORES: f64 = 0.15;
+    let started = std::time::Instant::now();
+    let others = || -> f64 {
+        let busy = machine_busy_seconds().unwrap_or(0.0);
+        busy - own_cpu_seconds().unwrap_or(0.0)
+    };
+    let mut said = false;
+    loop {
+        let before = others();
+        tokio::time::sleep(WINDOW).await;
+        let cores = (others() - before) / WINDOW.as_secs_f64();
+        if cores < IDLE_CORES {
+            return Ok(());
+        }
+        if started.elapsed() >= max {
+            return Err(cores);
+        }
+        if !said {
+            eprintln!(
+                "   waiting for the machine to be idle: other processes use {cores:.2} cores …"
+            );
+            said = true;
+        }
+    }
+}
+
 /// Memory figures from `/proc/PID/status`, in bytes.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Memory {

@@ -123,7 +123,7 @@ impl RunResult {
     }
 }
 
-fn median(mut v: Vec<f64>) -> Option<f64> {
+pub fn median(mut v: Vec<f64>) -> Option<f64> {
     if v.is_empty() {
         return None;
     }
@@ -355,25 +355,7 @@ pub fn render(report: &Report) -> String {
                 opt(r.other_cpu_secs, |v| format!("{v:.1}s")),
             ]);
         }
-        let widths: Vec<usize> = (0..header.len())
-            .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-            .collect();
-        for (i, row) in rows.iter().enumerate() {
-            let mut line = String::new();
-            for (c, cell) in row.iter().enumerate() {
-                let pad = widths[c] - cell.chars().count();
-                if c == 0 {
-                    let _ = write!(line, "{cell}{}", " ".repeat(pad));
-                } else {
-                    let _ = write!(line, "  {}{cell}", " ".repeat(pad));
-                }
-            }
-            let _ = writeln!(s, "{}", line.trim_end());
-            if i == 0 {
-                let total: usize = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
-                let _ = writeln!(s, "{}", "-".repeat(total));
-            }
-        }
+        s.push_str(&table(&rows));
         for r in &sc.runs {
             if let Some(d) = &r.disk {
                 let _ = writeln!(
@@ -425,7 +407,39 @@ everything else on the machine during the load (should be near 0)."
     s
 }
 
-pub fn write_json(report: &Report, path: &Path) -> anyhow::Result<()> {
+/// Aligned columns: the first column left-aligned, the others right-aligned, a rule under
+/// the first row (the header).
+pub fn table(rows: &[Vec<String>]) -> String {
+    let mut s = String::new();
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.get(c).map_or(0, |x| x.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for (i, row) in rows.iter().enumerate() {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            let pad = widths[c] - cell.chars().count();
+            if c == 0 {
+                let _ = write!(line, "{cell}{}", " ".repeat(pad));
+            } else {
+                let _ = write!(line, "  {}{cell}", " ".repeat(pad));
+            }
+        }
+        let _ = writeln!(s, "{}", line.trim_end());
+        if i == 0 {
+            let total: usize = widths.iter().sum::<usize>() + 2 * cols.saturating_sub(1);
+            let _ = writeln!(s, "{}", "-".repeat(total));
+        }
+    }
+    s
+}
+
+pub fn write_json<T: Serialize>(report: &T, path: &Path) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }

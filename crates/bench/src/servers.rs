@@ -16,6 +16,7 @@ use serde::Serialize;
 use tempfile::TempDir;
 
 use crate::measure;
+use crate::report::Skipped;
 
 /// A server the benchmark knows how to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
@@ -125,6 +126,68 @@ pub fn version(kind: ServerKind, bin: &Path) -> String {
     "unknown".into()
 }
 
+/// Resolves each server's binary (in the given order); a missing peer is reported and
+/// left out with the reason, so the benchmark runs with the others.
+pub fn resolve_servers(
+    kinds: &[ServerKind],
+    opts: &mut StartOptions,
+) -> (Vec<(ServerKind, String)>, Vec<Skipped>) {
+    let mut skipped = Vec::new();
+    let mut servers: Vec<(ServerKind, String)> = Vec::new();
+    for &kind in kinds {
+        if servers.iter().any(|(k, _)| *k == kind) {
+            continue;
+        }
+        let bin = opts.binary(kind).to_path_buf();
+        match which(&bin) {
+            Some(path) => {
+                let version = match kind {
+                    ServerKind::Lastmile => format!("lastmile {}", env!("CARGO_PKG_VERSION")),
+                    _ => version(kind, &path),
+                };
+                eprintln!("{:<16} {} ({version})", kind.name(), path.display());
+                match kind {
+                    ServerKind::Lastmile => opts.lastmile_bin = path,
+                    ServerKind::Victoriametrics => opts.victoria_metrics_bin = path,
+                    ServerKind::Prometheus => opts.prometheus_bin = path,
+                }
+                servers.push((kind, version));
+            }
+            None => {
+                let hint = match kind {
+                    ServerKind::Lastmile => "pass --lastmile-bin",
+                    ServerKind::Victoriametrics => {
+                        "install the Debian package victoria-metrics or pass --victoria-metrics-bin"
+                    }
+                    ServerKind::Prometheus => {
+                        "install the Debian package prometheus or pass --prometheus-bin"
+                    }
+                };
+                let reason = format!("binary `{}` not found ({hint})", bin.display());
+                eprintln!("SKIPPING {}: {reason}", kind.name());
+                skipped.push(Skipped {
+                    server: kind,
+                    reason,
+                });
+            }
+        }
+    }
+    (servers, skipped)
+}
+
+/// The HTTP client of the benchmarks: loopback only, no proxy, keep-alive connections.
+pub fn http_client(connections: usize, timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(connections)
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(10))
+        .user_agent(concat!("lastmile-bench/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("cannot build the HTTP client")
+}
+
 /// A free loopback port: bind port 0, note what the kernel chose, release it.
 pub fn free_port() -> anyhow::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind a loopback port")?;
@@ -217,7 +280,10 @@ impl Server {
                     port.unwrap_or_default()
                 ))
                 .arg(format!("-storageDataPath={}", data_dir.display()))
-                .arg("-retentionPeriod=100y");
+                .arg("-retentionPeriod=100y")
+                // The query benchmark measures evaluation, not VictoriaMetrics's cache of
+                // range-query results (the other servers have none).
+                .arg("-search.disableCache");
             }
             ServerKind::Prometheus => {
                 let config = root.join("prometheus.yml");
@@ -414,7 +480,26 @@ impl Server {
         }
     }
 
-    async fn vm_force_flush(&self, client: &reqwest::Client) -> anyhow::Result<()> {
+    /// Time span of the in-memory head (`headStats.maxTime - minTime` of
+    /// `/api/v1/status/tsdb`), for lastmile and Prometheus; None while the head is empty.
+    pub async fn head_span_ms(&self, client: &reqwest::Client) -> anyhow::Result<Option<i64>> {
+        let v = get_json(
+            client,
+            &format!("{}/api/v1/status/tsdb?limit=1", self.base_url),
+        )
+        .await?;
+        let at = |k: &str| {
+            v.pointer(&format!("/data/headStats/{k}"))
+                .and_then(|n| n.as_i64())
+        };
+        Ok(match (at("minTime"), at("maxTime")) {
+            (Some(lo), Some(hi)) if hi >= lo => Some(hi - lo),
+            _ => None,
+        })
+    }
+
+    /// Makes VictoriaMetrics's recently ingested rows searchable now.
+    pub async fn vm_force_flush(&self, client: &reqwest::Client) -> anyhow::Result<()> {
         let url = format!("{}/internal/force_flush", self.base_url);
         let r = client
             .get(&url)
@@ -549,7 +634,7 @@ pub fn parse_http_addr(line: &str) -> Option<SocketAddr> {
     })
 }
 
-async fn get_json(client: &reqwest::Client, url: &str) -> anyhow::Result<serde_json::Value> {
+pub async fn get_json(client: &reqwest::Client, url: &str) -> anyhow::Result<serde_json::Value> {
     let r = client
         .get(url)
         .send()
@@ -564,7 +649,7 @@ async fn get_json(client: &reqwest::Client, url: &str) -> anyhow::Result<serde_j
     })
 }
 
-async fn check_status(r: reqwest::Response, url: &str) -> anyhow::Result<bytes::Bytes> {
+pub async fn check_status(r: reqwest::Response, url: &str) -> anyhow::Result<bytes::Bytes> {
     let status = r.status();
     let body = r
         .bytes()

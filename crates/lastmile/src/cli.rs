@@ -124,12 +124,16 @@ pub enum BenchKind {
     /// Remote-write ingest: samples/s, CPU, RSS per series and disk bytes per sample for
     /// lastmile, VictoriaMetrics and Prometheus under the same load.
     Ingest(lastmile_bench::IngestArgs),
+    /// PromQL dashboard queries: median and p99 latency of lastmile, VictoriaMetrics and
+    /// Prometheus holding the same history of HTTP latency histograms.
+    Query(lastmile_bench::query::QueryArgs),
 }
 
 impl From<BenchArgs> for lastmile_bench::BenchCommand {
     fn from(a: BenchArgs) -> Self {
         match a.kind {
             BenchKind::Ingest(i) => lastmile_bench::BenchCommand::Ingest(i),
+            BenchKind::Query(q) => lastmile_bench::BenchCommand::Query(q),
         }
     }
 }
