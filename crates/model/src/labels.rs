@@ -20,8 +20,22 @@ pub struct Label {
 }
 
 /// An owned label set, sorted by name, names unique, no empty values.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Labels(Vec<Label>);
+///
+/// Stored compactly, because queries build and drop label sets by the hundred thousand:
+/// all names and values in one string, each followed by a NUL (`name\0value\0…`), plus
+/// their end offsets — two allocations per set instead of two per label. When no name or
+/// value contains a NUL byte (always, in practice), comparing two texts byte by byte
+/// orders the sets exactly as comparing them label by label does, so sorting series by
+/// labels is one `memcmp` per comparison.
+#[derive(Clone, Default)]
+pub struct Labels {
+    text: Box<str>,
+    /// End of each name and value in `text` (its NUL terminator's position): name 0,
+    /// value 0, name 1, …
+    ends: Box<[usize]>,
+    /// Some name or value contains a NUL byte: `text` order is not label order then.
+    has_nul: bool,
+}
 
 impl Labels {
     /// Builds a label set from pairs in any order. Empty values are dropped (in Prometheus
@@ -42,20 +56,78 @@ impl Labels {
         v.reverse();
         v.dedup_by(|later, earlier| later.name == earlier.name);
         v.reverse();
-        Labels(v)
+        Labels::from_sorted(v)
     }
 
     /// Trusts that `labels` is already sorted, unique and without empty values.
     pub fn from_sorted(labels: Vec<Label>) -> Self {
-        debug_assert!(labels.windows(2).all(|w| w[0].name < w[1].name));
-        Labels(labels)
+        Labels::from_sorted_refs(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())))
+    }
+
+    /// Like [`Labels::from_sorted`], from borrowed names and values (no intermediate
+    /// strings).
+    pub fn from_sorted_refs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let pairs = pairs.into_iter();
+        let mut text = String::with_capacity(pairs.size_hint().0 * 24);
+        let mut ends = Vec::with_capacity(pairs.size_hint().0 * 2);
+        let mut has_nul = false;
+        let mut prev: Option<&str> = None;
+        for (name, value) in pairs {
+            debug_assert!(prev.is_none_or(|p| p < name), "labels not sorted or unique");
+            prev = Some(name);
+            has_nul |= name.contains('\0') || value.contains('\0');
+            text.push_str(name);
+            ends.push(text.len());
+            text.push('\0');
+            text.push_str(value);
+            ends.push(text.len());
+            text.push('\0');
+        }
+        Labels {
+            text: text.into_boxed_str(),
+            ends: ends.into_boxed_slice(),
+            has_nul,
+        }
+    }
+
+    /// The labels whose names `keep` accepts (one pass, one allocation of each part).
+    pub fn filter(&self, mut keep: impl FnMut(&str) -> bool) -> Labels {
+        let mut text = String::with_capacity(self.text.len());
+        let mut ends = Vec::with_capacity(self.ends.len());
+        let mut has_nul = false;
+        for l in self.iter().filter(|l| keep(l.name)) {
+            has_nul |= self.has_nul && (l.name.contains('\0') || l.value.contains('\0'));
+            text.push_str(l.name);
+            ends.push(text.len());
+            text.push('\0');
+            text.push_str(l.value);
+            ends.push(text.len());
+            text.push('\0');
+        }
+        Labels {
+            text: text.into_boxed_str(),
+            ends: ends.into_boxed_slice(),
+            has_nul,
+        }
+    }
+
+    /// The name or value number `i` (names even, values odd).
+    fn part(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] + 1 };
+        &self.text[start..self.ends[i]]
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .binary_search_by(|l| l.name.as_str().cmp(name))
-            .ok()
-            .map(|i| self.0[i].value.as_str())
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.part(2 * mid).cmp(name) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(self.part(2 * mid + 1)),
+            }
+        }
+        None
     }
 
     pub fn metric_name(&self) -> Option<&str> {
@@ -63,22 +135,62 @@ impl Labels {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = LabelRef<'_>> {
-        self.0.iter().map(|l| LabelRef {
-            name: &l.name,
-            value: &l.value,
+        (0..self.len()).map(|i| LabelRef {
+            name: self.part(2 * i),
+            value: self.part(2 * i + 1),
         })
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.ends.len() / 2
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.ends.is_empty()
     }
 
     pub fn hash(&self) -> u64 {
         hash_labels(self.iter())
+    }
+}
+
+impl PartialEq for Labels {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text && self.ends == other.ends
+    }
+}
+
+impl Eq for Labels {}
+
+impl std::hash::Hash for Labels {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.text.hash(state);
+        self.ends.hash(state);
+    }
+}
+
+impl Ord for Labels {
+    /// Label by label: name, then value; a set that is a prefix of another sorts first.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if self.has_nul || other.has_nul {
+            self.iter().cmp(other.iter())
+        } else {
+            self.text.as_bytes().cmp(other.text.as_bytes())
+        }
+    }
+}
+
+impl PartialOrd for Labels {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl std::fmt::Debug for Labels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.iter().map(|l| (l.name, l.value)))
+            .finish()
     }
 }
 
@@ -89,7 +201,7 @@ impl std::fmt::Display for Labels {
         f.write_str(name)?;
         f.write_str("{")?;
         let mut first = true;
-        for l in self.0.iter().filter(|l| l.name != METRIC_NAME) {
+        for l in self.iter().filter(|l| l.name != METRIC_NAME) {
             if !first {
                 f.write_str(", ")?;
             }
@@ -103,9 +215,9 @@ impl std::fmt::Display for Labels {
 /// Serialised as a JSON object, the shape every Prometheus API uses for a series.
 impl Serialize for Labels {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for l in &self.0 {
-            m.serialize_entry(&l.name, &l.value)?;
+        let mut m = s.serialize_map(Some(self.len()))?;
+        for l in self.iter() {
+            m.serialize_entry(l.name, l.value)?;
         }
         m.end()
     }
@@ -150,6 +262,54 @@ mod tests {
         assert_ne!(h(&[("a", "b"), ("c", "d")]), h(&[("a", "d"), ("c", "b")]));
         assert_ne!(h(&[("x", "x")]), h(&[("y", "y")]));
         assert_eq!(h(&[("c", "d"), ("a", "b")]), h(&[("a", "b"), ("c", "d")]));
+    }
+
+    #[test]
+    fn order_is_label_by_label_also_with_nul_bytes() {
+        let sets = [
+            vec![("a", "b")],
+            vec![("a", "b"), ("c", "d")],
+            vec![("a", "bc")],
+            vec![("ab", "c")],
+            vec![("a", "b\0"), ("c", "d")],
+            vec![("a", "b\0x")],
+            vec![("a", "b"), ("c", "\0")],
+            vec![("a", "\u{e9}")],
+            vec![],
+        ];
+        let owned = |p: &Vec<(&str, &str)>| -> Vec<(String, String)> {
+            p.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        for x in &sets {
+            for y in &sets {
+                let (lx, ly) = (
+                    Labels::from_sorted_refs(x.iter().copied()),
+                    Labels::from_sorted_refs(y.iter().copied()),
+                );
+                assert_eq!(lx.cmp(&ly), owned(x).cmp(&owned(y)), "{x:?} vs {y:?}");
+                assert_eq!(lx == ly, x == y);
+            }
+        }
+    }
+
+    #[test]
+    fn get_and_iter_see_every_label() {
+        let l = Labels::from_pairs([("job", "api"), ("__name__", "up"), ("zone", "a\0b")]);
+        assert_eq!(l.get("job"), Some("api"));
+        assert_eq!(l.get("zone"), Some("a\0b"));
+        assert_eq!(l.get("__name__"), Some("up"));
+        assert_eq!(l.get("missing"), None);
+        assert_eq!(l.len(), 3);
+        assert!(Labels::default().is_empty());
+        assert_eq!(Labels::default().get("x"), None);
+        let names: Vec<_> = l.iter().map(|x| x.name).collect();
+        assert_eq!(names, ["__name__", "job", "zone"]);
+        assert_eq!(
+            format!("{:?}", Labels::from_pairs([("a", "b")])),
+            r#"{"a": "b"}"#
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hashbrown::HashMap;
-use lastmile_model::{Label, Labels};
+use lastmile_model::Labels;
 use memmap2::Mmap;
 use serde::{Deserialize, Serialize};
 
@@ -575,15 +575,7 @@ impl Block {
     }
 
     pub fn labels_of(&self, pairs: &[(u32, u32)]) -> Labels {
-        Labels::from_sorted(
-            pairs
-                .iter()
-                .map(|&(n, v)| Label {
-                    name: self.symbol(n).to_owned(),
-                    value: self.symbol(v).to_owned(),
-                })
-                .collect(),
-        )
+        Labels::from_sorted_refs(pairs.iter().map(|&(n, v)| (self.symbol(n), self.symbol(v))))
     }
 
     /// A chunk's bytes, checked against its CRC.

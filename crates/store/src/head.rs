@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use hashbrown::{HashMap, HashTable};
-use lastmile_model::{Label, LabelRef, Labels, Matcher, MetricMetadata, WriteBatch};
+use lastmile_model::{LabelRef, Labels, Matcher, MetricMetadata, WriteBatch};
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
@@ -134,13 +134,9 @@ pub(crate) struct MemIndex {
 
 impl MemIndex {
     fn labels_of(&self, syms: &[SymbolId]) -> Labels {
-        Labels::from_sorted(
+        Labels::from_sorted_refs(
             syms.chunks_exact(2)
-                .map(|p| Label {
-                    name: self.symbols.get(p[0]).to_owned(),
-                    value: self.symbols.get(p[1]).to_owned(),
-                })
-                .collect(),
+                .map(|p| (self.symbols.get(p[0]), self.symbols.get(p[1]))),
         )
     }
 

@@ -1,21 +1,13 @@
 //! Label-set edits PromQL needs: drop the metric name, keep or drop some names, set one.
 
-use lastmile_model::{Label, Labels, METRIC_NAME};
+use lastmile_model::{Labels, METRIC_NAME};
 
 pub fn without_name(l: &Labels) -> Labels {
     filtered(l, |n| n != METRIC_NAME)
 }
 
 pub fn filtered(l: &Labels, keep: impl Fn(&str) -> bool) -> Labels {
-    Labels::from_sorted(
-        l.iter()
-            .filter(|x| keep(x.name))
-            .map(|x| Label {
-                name: x.name.to_owned(),
-                value: x.value.to_owned(),
-            })
-            .collect(),
-    )
+    Labels::from_sorted_refs(l.iter().filter(|x| keep(x.name)).map(|x| (x.name, x.value)))
 }
 
 /// Sets `name` to `value`; an empty value removes the label, as in Prometheus.
