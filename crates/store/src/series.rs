@@ -68,13 +68,25 @@ impl SelectedSeries {
     /// sources overlap.
     pub fn samples(&self, mint: i64, maxt: i64) -> Vec<Sample> {
         let mut out = Vec::new();
+        self.samples_into(mint, maxt, &mut out);
+        out
+    }
+
+    /// [`SelectedSeries::samples`] into a buffer (cleared first), so a caller decoding
+    /// many series reuses one allocation.
+    pub fn samples_into(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
+        out.clear();
         let mut sorted = true;
         for c in &self.chunks {
             if !c.overlaps(mint, maxt) {
                 continue;
             }
             for s in c.iter() {
-                if s.t < mint || s.t > maxt {
+                if s.t > maxt {
+                    // Samples of a chunk are in time order.
+                    break;
+                }
+                if s.t < mint {
                     continue;
                 }
                 if out.last().is_some_and(|last: &Sample| s.t <= last.t) {
@@ -87,7 +99,6 @@ impl SelectedSeries {
             out.sort_by_key(|s| s.t);
             out.dedup_by_key(|s| s.t);
         }
-        out
     }
 }
 

@@ -7,7 +7,8 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lastmile_model::{Labels, Matcher, is_stale_nan};
@@ -23,9 +24,18 @@ use crate::selector::vector_selector_sets;
 /// times apart (they only end a series' visibility).
 pub(super) struct LoadedSeries {
     pub metric: Arc<Labels>,
-    pub metric_no_name: Arc<Labels>,
+    /// Built on first use: most queries never need it.
+    metric_no_name: OnceLock<Arc<Labels>>,
     pub points: Vec<(i64, f64)>,
     pub stale: Vec<i64>,
+}
+
+impl LoadedSeries {
+    /// The labels without the metric name (what most functions output).
+    pub fn metric_no_name(&self) -> &Arc<Labels> {
+        self.metric_no_name
+            .get_or_init(|| Arc::new(without_name(&self.metric)))
+    }
 }
 
 /// The input of a range-vector function: each series with its points in the range.
@@ -55,7 +65,7 @@ pub(super) fn duration_ms(d: &Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-fn offset_ms(o: &Option<Offset>) -> i64 {
+pub(super) fn offset_ms(o: &Option<Offset>) -> i64 {
     match o {
         None => 0,
         Some(Offset::Pos(d)) => duration_ms(d),
@@ -191,33 +201,47 @@ impl<'a> Evaluator<'a> {
         maxt: i64,
         rows: &mut Vec<LoadedSeries>,
     ) -> Result<(), PromqlError> {
-        for s in self
+        let mut selected = self
             .db
             .select(set, mint, maxt, true)
-            .map_err(PromqlError::Storage)?
-        {
-            let mut points = Vec::new();
-            let mut stale = Vec::new();
-            for smp in s.samples(mint, maxt) {
-                if is_stale_nan(smp.v) {
-                    stale.push(smp.t);
-                } else {
-                    points.push((smp.t, smp.v));
-                }
-            }
-            self.loaded_samples += points.len();
-            if self.loaded_samples > self.opts.max_samples {
-                return Err(PromqlError::TooManySamples(self.opts.max_samples));
-            }
-            let metric_no_name = Arc::new(without_name(&s.labels));
-            rows.push(LoadedSeries {
-                metric: Arc::new(s.labels),
-                metric_no_name,
-                points,
-                stale,
-            });
+            .map_err(PromqlError::Storage)?;
+        // Decoding is most of a query's work: split the series over the threads, keeping
+        // their order. The sample budget is shared, so an oversized query stops early.
+        let threads = self
+            .opts
+            .parallelism
+            .clamp(1, selected.len().div_ceil(256).max(1));
+        let per = selected.len().div_ceil(threads).max(1);
+        let loaded = AtomicUsize::new(self.loaded_samples);
+        let limit = self.opts.max_samples;
+        let parts: Vec<Option<Vec<LoadedSeries>>> = if threads > 1 {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = selected
+                    .chunks_mut(per)
+                    .map(|part| {
+                        let loaded = &loaded;
+                        scope.spawn(move || decode_series(part, mint, maxt, loaded, limit))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            })
+        } else {
+            vec![decode_series(&mut selected, mint, maxt, &loaded, limit)]
+        };
+        drop(selected);
+        self.loaded_samples = loaded.into_inner();
+        for part in parts {
+            rows.extend(part.ok_or(PromqlError::TooManySamples(limit))?);
         }
         Ok(())
+    }
+
+    /// A selector's loaded series (sorted by labels); None if it was not loaded.
+    pub(super) fn rows(&self, vs: &VectorSelector) -> Option<&[LoadedSeries]> {
+        self.data.get(&key(vs)).map(Vec::as_slice)
     }
 
     pub fn check_deadline(&self) -> Result<(), PromqlError> {
@@ -313,7 +337,7 @@ impl<'a> Evaluator<'a> {
                         let b = r.points.partition_point(|p| p.0 <= reft);
                         (a < b).then(|| RangeRow {
                             metric: r.metric.clone(),
-                            metric_no_name: Cow::Borrowed(&r.metric_no_name),
+                            metric_no_name: Cow::Borrowed(r.metric_no_name()),
                             points: Cow::Borrowed(&r.points[a..b]),
                         })
                     })
@@ -385,6 +409,42 @@ impl<'a> Evaluator<'a> {
             ))),
         }
     }
+}
+
+/// Decodes series into points (staleness markers apart), taking their labels. Counts the
+/// points into `loaded`; None once that passes `limit`.
+fn decode_series(
+    series: &mut [lastmile_store::SelectedSeries],
+    mint: i64,
+    maxt: i64,
+    loaded: &AtomicUsize,
+    limit: usize,
+) -> Option<Vec<LoadedSeries>> {
+    let mut buf = Vec::new();
+    let mut rows = Vec::with_capacity(series.len());
+    for s in series {
+        s.samples_into(mint, maxt, &mut buf);
+        let stale_count = buf.iter().filter(|smp| is_stale_nan(smp.v)).count();
+        let mut points = Vec::with_capacity(buf.len() - stale_count);
+        let mut stale = Vec::with_capacity(stale_count);
+        for smp in &buf {
+            if is_stale_nan(smp.v) {
+                stale.push(smp.t);
+            } else {
+                points.push((smp.t, smp.v));
+            }
+        }
+        if loaded.fetch_add(points.len(), Ordering::Relaxed) + points.len() > limit {
+            return None;
+        }
+        rows.push(LoadedSeries {
+            metric: Arc::new(std::mem::take(&mut s.labels)),
+            metric_no_name: OnceLock::new(),
+            points,
+            stale,
+        });
+    }
+    Some(rows)
 }
 
 pub(super) fn expr_type_name(e: &Expr) -> &'static str {

@@ -278,7 +278,7 @@ fn range_function(
     let (range_idx, scalars): (usize, Vec<f64>) = match name {
         "quantile_over_time" => (1, vec![scalar_arg(ev, args[0], ts)?]),
         "predict_linear" => (0, vec![scalar_arg(ev, args[1], ts)?]),
-        "holt_winters" => (
+        "holt_winters" | "double_exponential_smoothing" => (
             0,
             vec![scalar_arg(ev, args[1], ts)?, scalar_arg(ev, args[2], ts)?],
         ),
@@ -297,9 +297,11 @@ fn range_function(
             )));
         }
     }
+    let func = RangeFunc::from_name(name)
+        .ok_or_else(|| PromqlError::BadData(format!("function {name:?} is not supported")))?;
     let (range_end, range_ms) = range_window(ev, args[range_idx], ts);
     let rows = ev.range_rows(args[range_idx], ts)?;
-    let keep_name = name == "last_over_time";
+    let keep_name = func.keeps_name();
     let mut out = Vec::with_capacity(rows.len());
     for RangeRow {
         metric,
@@ -307,52 +309,7 @@ fn range_function(
         points,
     } in rows
     {
-        let p: &[(i64, f64)] = &points;
-        let v = match name {
-            "rate" => extrapolated_rate(p, range_end, range_ms, true, true),
-            "increase" => extrapolated_rate(p, range_end, range_ms, true, false),
-            "delta" => extrapolated_rate(p, range_end, range_ms, false, false),
-            "irate" => instant_value(p, true),
-            "idelta" => instant_value(p, false),
-            "deriv" => (p.len() >= 2).then(|| linear_regression(p, p[0].0).0),
-            "predict_linear" => (p.len() >= 2).then(|| {
-                let (slope, intercept) = linear_regression(p, ts);
-                slope * scalars[0] + intercept
-            }),
-            "holt_winters" | "double_exponential_smoothing" => {
-                holt_winters(p, scalars[0], scalars[1])
-            }
-            "resets" => Some(p.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64),
-            "changes" => Some(
-                p.windows(2)
-                    .filter(|w| w[1].1 != w[0].1 && !(w[1].1.is_nan() && w[0].1.is_nan()))
-                    .count() as f64,
-            ),
-            "avg_over_time" => Some(kahan_mean(p)),
-            "sum_over_time" => Some(p.iter().map(|x| x.1).sum()),
-            "count_over_time" => Some(p.len() as f64),
-            "min_over_time" => Some(
-                p.iter()
-                    .skip(1)
-                    .fold(p[0].1, |m, x| if x.1 < m || m.is_nan() { x.1 } else { m }),
-            ),
-            "max_over_time" => Some(
-                p.iter()
-                    .skip(1)
-                    .fold(p[0].1, |m, x| if x.1 > m || m.is_nan() { x.1 } else { m }),
-            ),
-            "stddev_over_time" => Some(kahan_variance(p).sqrt()),
-            "stdvar_over_time" => Some(kahan_variance(p)),
-            "quantile_over_time" => Some(quantile(scalars[0], p.iter().map(|x| x.1).collect())),
-            "last_over_time" => p.last().map(|x| x.1),
-            "present_over_time" => Some(1.0),
-            other => {
-                return Err(PromqlError::BadData(format!(
-                    "function {other:?} is not supported"
-                )));
-            }
-        };
-        if let Some(v) = v {
+        if let Some(v) = func.eval(&points, range_end, range_ms, ts, &scalars) {
             out.push(Sample {
                 metric: if keep_name {
                     metric
@@ -365,6 +322,116 @@ fn range_function(
         }
     }
     Ok(out)
+}
+
+/// The functions over a range vector that map each series' window to at most one value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum RangeFunc {
+    Rate,
+    Increase,
+    Delta,
+    Irate,
+    Idelta,
+    Deriv,
+    PredictLinear,
+    HoltWinters,
+    Resets,
+    Changes,
+    AvgOverTime,
+    SumOverTime,
+    CountOverTime,
+    MinOverTime,
+    MaxOverTime,
+    StddevOverTime,
+    StdvarOverTime,
+    QuantileOverTime,
+    LastOverTime,
+    PresentOverTime,
+}
+
+impl RangeFunc {
+    pub fn from_name(name: &str) -> Option<RangeFunc> {
+        use RangeFunc::*;
+        Some(match name {
+            "rate" => Rate,
+            "increase" => Increase,
+            "delta" => Delta,
+            "irate" => Irate,
+            "idelta" => Idelta,
+            "deriv" => Deriv,
+            "predict_linear" => PredictLinear,
+            "holt_winters" | "double_exponential_smoothing" => HoltWinters,
+            "resets" => Resets,
+            "changes" => Changes,
+            "avg_over_time" => AvgOverTime,
+            "sum_over_time" => SumOverTime,
+            "count_over_time" => CountOverTime,
+            "min_over_time" => MinOverTime,
+            "max_over_time" => MaxOverTime,
+            "stddev_over_time" => StddevOverTime,
+            "stdvar_over_time" => StdvarOverTime,
+            "quantile_over_time" => QuantileOverTime,
+            "last_over_time" => LastOverTime,
+            "present_over_time" => PresentOverTime,
+            _ => return None,
+        })
+    }
+
+    /// Only `last_over_time` keeps the metric name.
+    pub fn keeps_name(self) -> bool {
+        self == RangeFunc::LastOverTime
+    }
+
+    /// The function's value for the points `p` (not empty) of one series' window, which
+    /// ends at `range_end` and is `range_ms` long, evaluated at `ts`; `scalars` are the
+    /// scalar arguments (quantile; predict_linear's seconds; the two smoothing factors).
+    pub fn eval(
+        self,
+        p: &[(i64, f64)],
+        range_end: i64,
+        range_ms: i64,
+        ts: i64,
+        scalars: &[f64],
+    ) -> Option<f64> {
+        use RangeFunc::*;
+        match self {
+            Rate => extrapolated_rate(p, range_end, range_ms, true, true),
+            Increase => extrapolated_rate(p, range_end, range_ms, true, false),
+            Delta => extrapolated_rate(p, range_end, range_ms, false, false),
+            Irate => instant_value(p, true),
+            Idelta => instant_value(p, false),
+            Deriv => (p.len() >= 2).then(|| linear_regression(p, p[0].0).0),
+            PredictLinear => (p.len() >= 2).then(|| {
+                let (slope, intercept) = linear_regression(p, ts);
+                slope * scalars[0] + intercept
+            }),
+            HoltWinters => holt_winters(p, scalars[0], scalars[1]),
+            Resets => Some(p.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64),
+            Changes => Some(
+                p.windows(2)
+                    .filter(|w| w[1].1 != w[0].1 && !(w[1].1.is_nan() && w[0].1.is_nan()))
+                    .count() as f64,
+            ),
+            AvgOverTime => Some(kahan_mean(p)),
+            SumOverTime => Some(p.iter().map(|x| x.1).sum()),
+            CountOverTime => Some(p.len() as f64),
+            MinOverTime => Some(
+                p.iter()
+                    .skip(1)
+                    .fold(p[0].1, |m, x| if x.1 < m || m.is_nan() { x.1 } else { m }),
+            ),
+            MaxOverTime => Some(
+                p.iter()
+                    .skip(1)
+                    .fold(p[0].1, |m, x| if x.1 > m || m.is_nan() { x.1 } else { m }),
+            ),
+            StddevOverTime => Some(kahan_variance(p).sqrt()),
+            StdvarOverTime => Some(kahan_variance(p)),
+            QuantileOverTime => Some(quantile(scalars[0], p.iter().map(|x| x.1).collect())),
+            LastOverTime => p.last().map(|x| x.1),
+            PresentOverTime => Some(1.0),
+        }
+    }
 }
 
 /// End and length of the window a range argument covers at `ts` (for extrapolation).
@@ -589,7 +656,7 @@ fn histogram_quantile(q: f64, v: Vec<Sample>, ts: i64) -> Vec<Sample> {
 }
 
 /// Go's ParseFloat accepts `+Inf`, `Inf`, `inf` and the like.
-fn parse_le(s: &str) -> Option<f64> {
+pub(super) fn parse_le(s: &str) -> Option<f64> {
     match s.to_ascii_lowercase().as_str() {
         "+inf" | "inf" => Some(f64::INFINITY),
         "-inf" => Some(f64::NEG_INFINITY),
@@ -598,7 +665,7 @@ fn parse_le(s: &str) -> Option<f64> {
     }
 }
 
-fn bucket_quantile(q: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
+pub(super) fn bucket_quantile(q: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
     if q.is_nan() {
         return f64::NAN;
     }

@@ -6,6 +6,7 @@ mod binary;
 mod eval;
 mod functions;
 mod labels_ops;
+mod steps;
 pub mod value;
 
 use std::borrow::Cow;
@@ -79,6 +80,8 @@ pub struct QueryOptions {
     pub timeout: Duration,
     /// Step of subqueries written without one (Prometheus: the evaluation interval, 1m).
     pub default_subquery_step_ms: i64,
+    /// Threads one query may use (1 = only the calling thread).
+    pub parallelism: usize,
 }
 
 impl Default for QueryOptions {
@@ -88,6 +91,7 @@ impl Default for QueryOptions {
             max_samples: 50_000_000,
             timeout: Duration::from_secs(120),
             default_subquery_step_ms: 60_000,
+            parallelism: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -253,10 +257,39 @@ pub fn instant_query(
     t: i64,
     opts: &QueryOptions,
 ) -> Result<QueryResult, PromqlError> {
+    instant_query_with(db, query, t, opts, true)
+}
+
+/// `vectorised: false` forces the per-step evaluator (tests compare the two).
+fn instant_query_with(
+    db: &Db,
+    query: &str,
+    t: i64,
+    opts: &QueryOptions,
+    vectorised: bool,
+) -> Result<QueryResult, PromqlError> {
     let expr = parse(query)?;
     let mut ev = Evaluator::new(db, opts, t, t);
     ev.plan(&expr, t, t);
     ev.load(&expr)?;
+    let grid = steps::Grid {
+        start: t,
+        step: 1,
+        n: 1,
+    };
+    if vectorised && let Some(rows) = steps::try_eval(&ev, &expr, grid) {
+        let value = Value::Vector(
+            rows?
+                .into_iter()
+                .map(|r| Sample {
+                    metric: r.metric,
+                    t,
+                    v: r.vals[0],
+                })
+                .collect(),
+        );
+        return Ok(QueryResult::Instant { t, value });
+    }
     let value = ev.eval(&expr, t)?;
     Ok(QueryResult::Instant { t, value })
 }
@@ -268,6 +301,18 @@ pub fn range_query(
     end: i64,
     step: i64,
     opts: &QueryOptions,
+) -> Result<QueryResult, PromqlError> {
+    range_query_with(db, query, start, end, step, opts, true)
+}
+
+fn range_query_with(
+    db: &Db,
+    query: &str,
+    start: i64,
+    end: i64,
+    step: i64,
+    opts: &QueryOptions,
+    vectorised: bool,
 ) -> Result<QueryResult, PromqlError> {
     if step <= 0 {
         return Err(PromqlError::BadData(
@@ -300,6 +345,29 @@ pub fn range_query(
     let mut ev = Evaluator::new(db, opts, start, end);
     ev.plan(&expr, start, end);
     ev.load(&expr)?;
+    let grid = steps::Grid {
+        start,
+        step,
+        n: ((end - start) / step) as usize + 1,
+    };
+    if vectorised && let Some(rows) = steps::try_eval(&ev, &expr, grid) {
+        let mut out: Vec<Series> = rows?
+            .into_iter()
+            .map(|r| Series {
+                points: r
+                    .vals
+                    .iter()
+                    .zip(&r.present)
+                    .enumerate()
+                    .filter(|(_, (_, p))| **p)
+                    .map(|(i, (v, _))| (start + i as i64 * step, *v))
+                    .collect(),
+                metric: r.metric,
+            })
+            .collect();
+        out.sort_by(|a, b| a.metric.cmp(&b.metric));
+        return Ok(QueryResult::Range(out));
+    }
     let mut series: HashMap<Arc<Labels>, Vec<(i64, f64)>> = HashMap::new();
     let mut ts = start;
     while ts <= end {
