@@ -398,6 +398,91 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The chunk format decoded one bit at a time, the plainest possible way: what the
+    /// fast decoder must agree with on any input, corrupt or not.
+    fn reference_decode(bytes: &[u8], count: u16) -> Vec<(i64, u64)> {
+        let mut pos = 0usize;
+        let mut bits = |n: u32| -> Option<u64> {
+            let mut v = 0u64;
+            for _ in 0..n {
+                let b = *bytes.get(pos >> 3)?;
+                v = (v << 1) | u64::from((b >> (7 - (pos & 7))) & 1);
+                pos += 1;
+            }
+            Some(v)
+        };
+        let mut out = Vec::new();
+        let (mut t, mut delta, mut v, mut leading, mut trailing) = (0i64, 0i64, 0u64, 0u32, 0u32);
+        let mut varint = |bits: &mut dyn FnMut(u32) -> Option<u64>| -> Option<u64> {
+            let mut x = 0u64;
+            for i in 0..10 {
+                let b = bits(8)?;
+                x |= (b & 0x7f) << (7 * i);
+                if b < 0x80 {
+                    return Some(x);
+                }
+            }
+            None
+        };
+        let mut value = |bits: &mut dyn FnMut(u32) -> Option<u64>,
+                         v: &mut u64,
+                         leading: &mut u32,
+                         trailing: &mut u32|
+         -> Option<()> {
+            if bits(1)? == 0 {
+                return Some(());
+            }
+            if bits(1)? == 1 {
+                *leading = bits(5)? as u32;
+                let sig = match bits(6)? as u32 {
+                    0 => 64,
+                    s => s,
+                };
+                *trailing = 64u32.checked_sub(*leading + sig)?;
+            }
+            let sig = 64 - *leading - *trailing;
+            *v ^= bits(sig)?.checked_shl(*trailing).unwrap_or(0);
+            Some(())
+        };
+        for i in 0..count {
+            let ok = (|| -> Option<()> {
+                match i {
+                    0 => {
+                        t = unzigzag(varint(&mut bits)?);
+                        v = bits(64)?;
+                    }
+                    1 => {
+                        delta = unzigzag(varint(&mut bits)?);
+                        t = t.wrapping_add(delta);
+                        value(&mut bits, &mut v, &mut leading, &mut trailing)?;
+                    }
+                    _ => {
+                        let dod = if bits(1)? == 0 {
+                            0
+                        } else if bits(1)? == 0 {
+                            sign_extend(bits(14)?, 14)
+                        } else if bits(1)? == 0 {
+                            sign_extend(bits(17)?, 17)
+                        } else if bits(1)? == 0 {
+                            sign_extend(bits(20)?, 20)
+                        } else {
+                            bits(64)? as i64
+                        };
+                        delta = delta.wrapping_add(dod);
+                        t = t.wrapping_add(delta);
+                        value(&mut bits, &mut v, &mut leading, &mut trailing)?;
+                    }
+                }
+                Some(())
+            })();
+            if ok.is_none() {
+                break;
+            }
+            out.push((t, v));
+        }
+        out
+    }
+
     fn round_trip(samples: &[(i64, f64)]) -> Vec<(i64, u64)> {
         let mut a = ChunkAppender::new();
         for &(t, v) in samples {
@@ -497,6 +582,31 @@ mod tests {
                 }
                 pos += n as usize;
             }
+        }
+
+        #[test]
+        fn decoder_matches_a_bit_by_bit_reference_on_any_bytes(
+            bytes in proptest::collection::vec(any::<u8>(), 0..96),
+            count in 0u16..120,
+        ) {
+            let got: Vec<_> = ChunkIter::new(&bytes, count).map(|s| (s.t, s.v.to_bits())).collect();
+            prop_assert_eq!(got, reference_decode(&bytes, count));
+        }
+
+        #[test]
+        fn decoder_matches_the_reference_on_real_chunks(
+            steps in proptest::collection::vec((1i64..100_000, any::<f64>(), 0u8..4), 1..150),
+        ) {
+            let mut a = ChunkAppender::new();
+            let (mut t, mut v) = (1_700_000_000_000i64, 0.0f64);
+            for (d, x, kind) in steps {
+                t += d;
+                // Repeats, small changes and arbitrary values: every XOR case.
+                v = match kind { 0 => v, 1 => v + 1.0, 2 => x, _ => (x * 1000.0).round() };
+                a.append(t, v);
+            }
+            let got: Vec<_> = a.iter().map(|s| (s.t, s.v.to_bits())).collect();
+            prop_assert_eq!(got, reference_decode(a.bytes(), a.count()));
         }
 
         #[test]
