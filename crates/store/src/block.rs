@@ -602,6 +602,7 @@ impl Block {
                 start,
                 len: m.len as usize,
             },
+            last_value: None,
         })
     }
 

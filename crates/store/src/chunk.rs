@@ -413,7 +413,7 @@ mod tests {
         };
         let mut out = Vec::new();
         let (mut t, mut delta, mut v, mut leading, mut trailing) = (0i64, 0i64, 0u64, 0u32, 0u32);
-        let mut varint = |bits: &mut dyn FnMut(u32) -> Option<u64>| -> Option<u64> {
+        let varint = |bits: &mut dyn FnMut(u32) -> Option<u64>| -> Option<u64> {
             let mut x = 0u64;
             for i in 0..10 {
                 let b = bits(8)?;
@@ -424,10 +424,10 @@ mod tests {
             }
             None
         };
-        let mut value = |bits: &mut dyn FnMut(u32) -> Option<u64>,
-                         v: &mut u64,
-                         leading: &mut u32,
-                         trailing: &mut u32|
+        let value = |bits: &mut dyn FnMut(u32) -> Option<u64>,
+                     v: &mut u64,
+                     leading: &mut u32,
+                     trailing: &mut u32|
          -> Option<()> {
             if bits(1)? == 0 {
                 return Some(());

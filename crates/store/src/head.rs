@@ -118,6 +118,7 @@ impl SeriesData {
                 max_t: o.max_t(),
                 count: o.count(),
                 bytes: ChunkBytes::Owned(o.bytes().into()),
+                last_value: Some(o.last_value()),
             });
         }
         out

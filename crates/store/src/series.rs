@@ -33,6 +33,9 @@ pub struct ChunkRef {
     pub max_t: i64,
     pub count: u16,
     pub bytes: ChunkBytes,
+    /// The value of the sample at `max_t`, when the source knows it without decoding
+    /// (the head's open chunk): a query that only needs the newest sample skips the chunk.
+    pub last_value: Option<f64>,
 }
 
 impl ChunkRef {
@@ -52,6 +55,7 @@ impl From<&SealedChunk> for ChunkRef {
             max_t: c.max_t,
             count: c.count,
             bytes: ChunkBytes::Owned(c.data.clone()),
+            last_value: None,
         }
     }
 }
@@ -70,6 +74,32 @@ impl SelectedSeries {
         let mut out = Vec::new();
         self.samples_into(mint, maxt, &mut out);
         out
+    }
+
+    /// The newest sample within `[mint, maxt]` (what an instant selector reads), decoding
+    /// only chunks whose newest value is not known. Among samples of equal time in
+    /// overlapping chunks, the one [`SelectedSeries::samples`] keeps.
+    pub fn latest(&self, mint: i64, maxt: i64) -> Option<Sample> {
+        let mut best: Option<Sample> = None;
+        for c in &self.chunks {
+            if !c.overlaps(mint, maxt) || best.is_some_and(|b| c.max_t <= b.t) {
+                continue;
+            }
+            let candidate = match c.last_value {
+                Some(v) if c.max_t <= maxt => Some(Sample { t: c.max_t, v }),
+                _ => c
+                    .iter()
+                    .take_while(|s| s.t <= maxt)
+                    .filter(|s| s.t >= mint)
+                    .last(),
+            };
+            if let Some(s) = candidate
+                && best.is_none_or(|b| s.t > b.t)
+            {
+                best = Some(s);
+            }
+        }
+        best
     }
 
     /// [`SelectedSeries::samples`] into a buffer (cleared first), so a caller decoding
@@ -118,4 +148,43 @@ pub fn merge_sources(sources: Vec<Vec<SelectedSeries>>) -> Vec<SelectedSeries> {
         s.chunks.sort_by_key(|c| c.min_t);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::ChunkAppender;
+
+    fn chunk(samples: &[(i64, f64)], open: bool) -> ChunkRef {
+        let mut a = ChunkAppender::new();
+        for &(t, v) in samples {
+            a.append(t, v);
+        }
+        let mut c = ChunkRef::from(&a.clone().seal());
+        if open {
+            c.last_value = Some(a.last_value());
+        }
+        c
+    }
+
+    #[test]
+    fn latest_is_the_last_of_samples_for_any_window() {
+        // Overlapping chunks (a block and the head holding the same times with other
+        // values) and a head chunk whose newest value is known without decoding.
+        let series = SelectedSeries {
+            labels: Labels::default(),
+            chunks: vec![
+                chunk(&[(10, 1.0), (20, 2.0), (30, 3.0)], false),
+                chunk(&[(30, 30.0), (40, 40.0)], false),
+                chunk(&[(50, 5.0), (60, 6.0), (70, 7.0)], true),
+            ],
+        };
+        for mint in [0, 10, 25, 30, 45, 70, 80] {
+            for maxt in [0, 10, 29, 30, 35, 40, 55, 60, 70, 100] {
+                let want = series.samples(mint, maxt).last().map(|s| (s.t, s.v));
+                let got = series.latest(mint, maxt).map(|s| (s.t, s.v));
+                assert_eq!(got, want, "[{mint}, {maxt}]");
+            }
+        }
+    }
 }

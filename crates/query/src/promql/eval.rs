@@ -53,6 +53,8 @@ pub(super) struct Evaluator<'a> {
     pub end: i64,
     data: HashMap<usize, Vec<LoadedSeries>>,
     windows: HashMap<usize, (i64, i64)>,
+    /// Selectors used as instant selectors (not inside a range selector).
+    instant: std::collections::HashSet<usize>,
     deadline: Instant,
     loaded_samples: usize,
 }
@@ -89,6 +91,7 @@ impl<'a> Evaluator<'a> {
             end,
             data: HashMap::new(),
             windows: HashMap::new(),
+            instant: std::collections::HashSet::new(),
             deadline: Instant::now() + opts.timeout,
             loaded_samples: 0,
         }
@@ -125,6 +128,7 @@ impl<'a> Evaluator<'a> {
             Expr::VectorSelector(vs) => {
                 let (a, b) = self.ref_window(lo, hi, &vs.at, &vs.offset);
                 self.widen(vs, a - self.opts.lookback_ms, b);
+                self.instant.insert(key(vs));
             }
             Expr::MatrixSelector(ms) => {
                 let (a, b) = self.ref_window(lo, hi, &ms.vs.at, &ms.vs.offset);
@@ -181,9 +185,12 @@ impl<'a> Evaluator<'a> {
                 continue;
             };
             let sets = vector_selector_sets(vs).map_err(|e| PromqlError::BadData(e.to_string()))?;
+            // An instant selector read at one time only needs each series' newest sample
+            // in the window (a staleness marker there hides the series).
+            let latest_only = self.instant.contains(&k) && maxt - mint == self.opts.lookback_ms;
             let mut rows: Vec<LoadedSeries> = Vec::new();
             for set in &sets {
-                self.load_set(set, mint, maxt, &mut rows)?;
+                self.load_set(set, mint, maxt, latest_only, &mut rows)?;
             }
             if sets.len() > 1 {
                 rows.sort_by(|a, b| a.metric.cmp(&b.metric));
@@ -199,6 +206,7 @@ impl<'a> Evaluator<'a> {
         set: &[Matcher],
         mint: i64,
         maxt: i64,
+        latest_only: bool,
         rows: &mut Vec<LoadedSeries>,
     ) -> Result<(), PromqlError> {
         let mut selected = self
@@ -220,7 +228,9 @@ impl<'a> Evaluator<'a> {
                     .chunks_mut(per)
                     .map(|part| {
                         let loaded = &loaded;
-                        scope.spawn(move || decode_series(part, mint, maxt, loaded, limit))
+                        scope.spawn(move || {
+                            decode_series(part, mint, maxt, latest_only, loaded, limit)
+                        })
                     })
                     .collect();
                 handles
@@ -229,7 +239,14 @@ impl<'a> Evaluator<'a> {
                     .collect()
             })
         } else {
-            vec![decode_series(&mut selected, mint, maxt, &loaded, limit)]
+            vec![decode_series(
+                &mut selected,
+                mint,
+                maxt,
+                latest_only,
+                &loaded,
+                limit,
+            )]
         };
         drop(selected);
         self.loaded_samples = loaded.into_inner();
@@ -411,19 +428,26 @@ impl<'a> Evaluator<'a> {
     }
 }
 
-/// Decodes series into points (staleness markers apart), taking their labels. Counts the
-/// points into `loaded`; None once that passes `limit`.
+/// Decodes series into points (staleness markers apart), taking their labels; only the
+/// newest sample of each with `latest_only`. Counts the points into `loaded`; None once
+/// that passes `limit`.
 fn decode_series(
     series: &mut [lastmile_store::SelectedSeries],
     mint: i64,
     maxt: i64,
+    latest_only: bool,
     loaded: &AtomicUsize,
     limit: usize,
 ) -> Option<Vec<LoadedSeries>> {
     let mut buf = Vec::new();
     let mut rows = Vec::with_capacity(series.len());
     for s in series {
-        s.samples_into(mint, maxt, &mut buf);
+        if latest_only {
+            buf.clear();
+            buf.extend(s.latest(mint, maxt));
+        } else {
+            s.samples_into(mint, maxt, &mut buf);
+        }
         let stale_count = buf.iter().filter(|smp| is_stale_nan(smp.v)).count();
         let mut points = Vec::with_capacity(buf.len() - stale_count);
         let mut stale = Vec::with_capacity(stale_count);

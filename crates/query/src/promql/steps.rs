@@ -934,6 +934,34 @@ mod tests {
                         instant_query_with(&db, expr, t, &opts, true).map_err(|e| e.to_string());
                     let b =
                         instant_query_with(&db, expr, t, &opts, false).map_err(|e| e.to_string());
+                    if let Ok(QueryResult::Instant {
+                        value: Value::Vector(v),
+                        ..
+                    }) = &a
+                    {
+                        // An instant query loads only what one time needs (the newest
+                        // sample of instant selectors); a range query ending there loads
+                        // whole windows. Their values at that time must agree.
+                        let r = range_query_with(&db, expr, t - 1, t, 1, &opts, true)
+                            .map_err(|e| e.to_string());
+                        let Ok(QueryResult::Range(m)) = r else {
+                            panic!("{expr} range to {t}: {r:?}");
+                        };
+                        let mut from_range: Vec<_> = m
+                            .iter()
+                            .filter_map(|s| {
+                                let p = s.points.iter().find(|p| p.0 == t)?;
+                                Some((s.metric.clone(), p.1.to_bits()))
+                            })
+                            .collect();
+                        let mut from_instant: Vec<_> = v
+                            .iter()
+                            .map(|s| (s.metric.clone(), s.v.to_bits()))
+                            .collect();
+                        from_range.sort();
+                        from_instant.sort();
+                        assert_eq!(from_instant, from_range, "{expr} at {t}: instant vs range");
+                    }
                     check(expr, &format!("at {t}"), a, b);
                 }
                 for (start, stop, step) in [
