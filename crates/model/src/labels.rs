@@ -70,12 +70,10 @@ impl Labels {
         let pairs = pairs.into_iter();
         let mut text = String::with_capacity(pairs.size_hint().0 * 24);
         let mut ends = Vec::with_capacity(pairs.size_hint().0 * 2);
-        let mut has_nul = false;
         let mut prev: Option<&str> = None;
         for (name, value) in pairs {
             debug_assert!(prev.is_none_or(|p| p < name), "labels not sorted or unique");
             prev = Some(name);
-            has_nul |= name.contains('\0') || value.contains('\0');
             text.push_str(name);
             ends.push(text.len());
             text.push('\0');
@@ -83,6 +81,8 @@ impl Labels {
             ends.push(text.len());
             text.push('\0');
         }
+        // One pass over the text: more NULs than terminators means one is inside.
+        let has_nul = text.bytes().filter(|&b| b == 0).count() != ends.len();
         Labels {
             text: text.into_boxed_str(),
             ends: ends.into_boxed_slice(),

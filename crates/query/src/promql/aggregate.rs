@@ -14,7 +14,7 @@ use promql_parser::parser::{AggregateExpr, LabelModifier};
 use super::PromqlError;
 use super::eval::{Evaluator, check_unique};
 use super::functions::{nan_last, quantile};
-use super::labels_ops::{grouping_labels, signature_into, with_label};
+use super::labels_ops::{grouping_labels, signature_sorted_into, sorted_names, with_label};
 use super::value::{Sample, Value};
 
 struct Group {
@@ -200,10 +200,15 @@ fn group(input: &[Sample], names: &[String], by: bool, keep: Keep) -> Vec<Group>
     let mut groups: Vec<Group> = Vec::new();
     let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
     let mut key = Vec::with_capacity(128);
+    let sig_names = if by {
+        sorted_names(names)
+    } else {
+        names.to_vec()
+    };
     for s in input {
         // Look the group up by a signature written into a reused buffer; the group's
         // label set is built only when the group is new.
-        signature_into(&s.metric, names, by, &mut key);
+        signature_sorted_into(&s.metric, &sig_names, by, &mut key);
         let i = match index.get(key.as_slice()) {
             Some(&i) => i,
             None => {

@@ -33,12 +33,27 @@ pub fn signature(l: &Labels, names: &[String], include: bool) -> Vec<u8> {
 
 /// [`signature`] into a reused buffer (cleared first), so hot loops do not allocate.
 pub fn signature_into(l: &Labels, names: &[String], include: bool, key: &mut Vec<u8>) {
+    if include {
+        signature_sorted_into(l, &sorted_names(names), include, key)
+    } else {
+        signature_sorted_into(l, names, include, key)
+    }
+}
+
+/// `names` sorted and without repeats: what [`signature_sorted_into`] takes for `by`.
+pub fn sorted_names(names: &[String]) -> Vec<String> {
+    let mut sorted = names.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    sorted
+}
+
+/// [`signature_into`] with `names` already passed through [`sorted_names`] when
+/// `include` (a loop over many series sorts them once).
+pub fn signature_sorted_into(l: &Labels, names: &[String], include: bool, key: &mut Vec<u8>) {
     key.clear();
     if include {
-        let mut sorted: Vec<&String> = names.iter().collect();
-        sorted.sort();
-        sorted.dedup();
-        for n in sorted {
+        for n in names {
             key.extend_from_slice(n.as_bytes());
             key.push(0xfe);
             key.extend_from_slice(l.get(n).unwrap_or("").as_bytes());

@@ -16,7 +16,6 @@
 //! Anything else (other functions, binary operators, `@`, `topk`…) is not planned here and
 //! the caller falls back to the per-step evaluator.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use lastmile_model::{Labels, METRIC_NAME};
@@ -29,7 +28,7 @@ use super::PromqlError;
 use super::aggregate::incremental_mean;
 use super::eval::{Evaluator, LoadedSeries, duration_ms, offset_ms};
 use super::functions::{RangeFunc, bucket_quantile, parse_le};
-use super::labels_ops::{filtered, grouping_labels, signature_into};
+use super::labels_ops::{filtered, grouping_labels, signature_sorted_into, sorted_names};
 
 /// Most values (series × steps) a materialised intermediate may hold; past it the query
 /// goes to the per-step evaluator, which holds one step at a time.
@@ -492,13 +491,18 @@ impl Ctx<'_, '_> {
     ) -> Result<Option<Vec<StepRow>>, PromqlError> {
         let n = self.grid.n;
         // Group membership, once per series.
-        let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+        let sig_names = if by {
+            sorted_names(names)
+        } else {
+            names.to_vec()
+        };
+        let mut index: hashbrown::HashMap<Vec<u8>, usize> = hashbrown::HashMap::new();
         let mut metrics: Vec<Labels> = Vec::new();
         let mut member: Vec<usize> = Vec::with_capacity(input.len());
         let mut key = Vec::with_capacity(128);
         for r in 0..input.len() {
             let m = input.group_metric(r, names, by);
-            signature_into(m, names, by, &mut key);
+            signature_sorted_into(m, &sig_names, by, &mut key);
             let g = match index.get(key.as_slice()) {
                 Some(&g) => g,
                 None => {
@@ -613,7 +617,7 @@ impl Ctx<'_, '_> {
         let n = self.grid.n;
         // Groups: the series' labels without `le` and the name, in input order; members
         // with their parsed bounds (series whose `le` does not parse are ignored).
-        let mut index: HashMap<Labels, usize> = HashMap::new();
+        let mut index: hashbrown::HashMap<Labels, usize> = hashbrown::HashMap::new();
         let mut groups: Vec<(Labels, Vec<(usize, f64)>)> = Vec::new();
         for (r, row) in rows.iter().enumerate() {
             let Some(le) = row.metric.get("le").and_then(parse_le) else {
