@@ -60,8 +60,9 @@ Each query first runs --warmup times per server (not timed: caches warm up as on
 that refreshes), then --runs times per server, round-robin. Latency is the client's wall \
 time from sending the request to the last byte of the answer. The table shows the median \
 and p99 (nearest rank: with fewer than 100 runs, the slowest run) and lastmile's median \
-divided by each peer's (below 1 = lastmile faster). lastmile's answers are also compared \
-with Prometheus's (values within 1e-9). VictoriaMetrics runs with -search.disableCache, \
+divided by each peer's (below 1 = lastmile faster). A second table shows each server's CPU \
+time per query (from /proc), which unlike wall time is not inflated by a busy machine. \
+lastmile's answers are also compared with Prometheus's (values within 1e-9). VictoriaMetrics runs with -search.disableCache, \
 so it computes every answer.\n\n\
 Progress goes to stderr, the table to stdout, all figures (every run) to a JSON file (--out). \
 The exit status is non-zero if a server's data differed or a query failed. Build with \
@@ -1274,6 +1275,38 @@ pub fn render(r: &QueryReport) -> String {
                         .and_then(|x| x.median)
                         .map_or("-".into(), |v| format!("{v:.2}×")),
                 );
+            }
+        }
+        rows.push(row);
+    }
+    s.push_str(&table(&rows));
+    // CPU per query does not count time spent waiting for a core, so it stays meaningful
+    // on a busy machine, where wall times are not.
+    let _ = writeln!(
+        s,
+        "\nserver CPU per query: mean over the timed runs (utime+stime from /proc, 10 ms ticks)"
+    );
+    let mut header = vec!["query".to_string()];
+    header.extend(kinds.iter().map(|k| k.name().to_string()));
+    if kinds.contains(&ServerKind::Lastmile) {
+        header.extend(peers.iter().map(|p| format!("lastmile ÷ {}", short(*p))));
+    }
+    let mut rows = vec![header];
+    for q in &r.queries {
+        let cpu = |k: ServerKind| {
+            q.timings
+                .iter()
+                .find(|t| t.server == Some(k))
+                .and_then(|t| t.cpu_secs_per_run)
+        };
+        let mut row = vec![q.query.name.to_string()];
+        row.extend(kinds.iter().map(|&k| opt_ms(cpu(k))));
+        if kinds.contains(&ServerKind::Lastmile) {
+            for &p in &peers {
+                row.push(match (cpu(ServerKind::Lastmile), cpu(p)) {
+                    (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+                    _ => "-".into(),
+                });
             }
         }
         rows.push(row);
