@@ -51,7 +51,7 @@ impl From<std::sync::Arc<StoreMetrics>> for WalMetrics {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct StoreMetrics {
     pub samples_appended: Counter,
     pub samples_rejected: Family<ReasonLabel, Counter>,
@@ -65,25 +65,6 @@ pub struct StoreMetrics {
     pub blocks: Gauge,
     pub compactions: Counter,
     pub head_flushes: Counter,
-}
-
-impl Default for StoreMetrics {
-    fn default() -> Self {
-        StoreMetrics {
-            samples_appended: Counter::default(),
-            samples_rejected: Family::default(),
-            exemplars_appended: Counter::default(),
-            series_created: Counter::default(),
-            series_removed: Counter::default(),
-            wal: WalMetrics::default(),
-            head_series: Gauge::default(),
-            head_chunk_bytes: Gauge::default(),
-            block_bytes: Gauge::default(),
-            blocks: Gauge::default(),
-            compactions: Counter::default(),
-            head_flushes: Counter::default(),
-        }
-    }
 }
 
 impl StoreMetrics {
