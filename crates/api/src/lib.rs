@@ -2,12 +2,14 @@
 
 mod error;
 mod home;
+mod otlp_json;
 mod params;
 mod process;
 mod prom_query;
 mod prom_read;
 mod remote_write;
 mod self_metrics;
+mod tempo;
 
 use std::sync::Arc;
 
@@ -16,7 +18,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use lastmile_store::Db;
 
-pub use error::ApiError;
+pub use error::{ApiError, PlainError};
 pub use process::{ProcessStats, process_stats};
 pub use self_metrics::SelfMetrics;
 
@@ -41,6 +43,8 @@ impl Default for Limits {
 #[derive(Clone)]
 pub struct AppState {
     pub db: Arc<Db>,
+    /// Spans, by trace id and for search.
+    pub traces: Arc<lastmile_trace_store::TraceStore>,
     pub limits: Limits,
     pub metrics: Arc<SelfMetrics>,
     /// Defaults and limits of PromQL queries.
@@ -88,6 +92,12 @@ pub fn router(state: AppState) -> Router {
             get(prom_read::export).post(prom_read::export),
         )
         .route("/api/v1/admin/tsdb/flush", post(prom_read::flush))
+        .route("/api/traces/{trace_id}", get(tempo::trace_v1))
+        .route("/api/v2/traces/{trace_id}", get(tempo::trace_v2))
+        .route("/api/search", get(tempo::search))
+        .route("/api/search/tags", get(tempo::tags))
+        .route("/api/search/tag/{tag}/values", get(tempo::tag_values))
+        .route("/api/echo", get(|| async { "echo" }))
         .route("/metrics", get(self_metrics::render))
         .route("/-/healthy", get(|| async { "lastmile is Healthy.\n" }))
         .route("/-/ready", get(|| async { "lastmile is Ready.\n" }))

@@ -43,6 +43,11 @@ pub struct SelfMetrics {
 }
 
 impl SelfMetrics {
+    /// Lets another component (the span store, the log store…) add its metrics.
+    pub fn register(&mut self, f: impl FnOnce(&mut Registry)) {
+        f(&mut self.registry);
+    }
+
     /// Creates the registry; the store registers its own metrics into it first.
     pub fn new(store: &lastmile_store::StoreMetrics) -> Self {
         let mut registry = Registry::default();

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use lastmile_api::{AppState, SelfMetrics};
 use lastmile_store::{Db, StoreMetrics};
+use lastmile_trace_store::{TraceStore, TraceStoreMetrics};
 
 use crate::cli::ServeArgs;
 use crate::config::Config;
@@ -13,6 +14,9 @@ use crate::config::Config;
 /// How often the head is checked for windows to persist, blocks to compact and data past
 /// retention.
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// How often the span head is checked for a flush (it flushes by size or age) and span
+/// blocks for retention.
+const TRACE_UPKEEP_INTERVAL: Duration = Duration::from_secs(10);
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = match &args.config {
@@ -42,14 +46,40 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     let db = Arc::new(db);
 
+    let trace_metrics = Arc::new(TraceStoreMetrics::default());
+    let traces_dir = args.data_dir.join("traces");
+    let trace_opts = config.trace_store_options()?;
+    let metrics_for_open = trace_metrics.clone();
+    let (traces, report) = tokio::task::spawn_blocking(move || {
+        TraceStore::open(&traces_dir, trace_opts, metrics_for_open)
+    })
+    .await
+    .context("span store startup panicked")?
+    .with_context(|| {
+        format!(
+            "cannot open the span store in {}",
+            args.data_dir.join("traces").display()
+        )
+    })?;
+    tracing::info!(
+        blocks = report.blocks,
+        replayed_spans = report.replayed_spans,
+        replay_errors = report.replay_errors,
+        "span store opened"
+    );
+    let traces = Arc::new(traces);
+
     let listener = tokio::net::TcpListener::bind(args.http_addr)
         .await
         .with_context(|| format!("cannot listen on --http-addr {}", args.http_addr))?;
     let http_addr = listener.local_addr()?;
+    let mut self_metrics = SelfMetrics::new(&store_metrics);
+    self_metrics.register(|r| trace_metrics.register(r));
     let state = AppState {
         db: db.clone(),
+        traces: traces.clone(),
         limits: config.limits(),
-        metrics: Arc::new(SelfMetrics::new(&store_metrics)),
+        metrics: Arc::new(self_metrics),
         rules,
         query: lastmile_query::promql::QueryOptions::default(),
         version: env!("CARGO_PKG_VERSION"),
@@ -70,6 +100,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
 
     let upkeep = tokio::spawn(upkeep_loop(db.clone()));
+    let trace_upkeep = tokio::spawn(every(TRACE_UPKEEP_INTERVAL, "span store", {
+        let traces = traces.clone();
+        move || traces.maintain().map_err(|e| e.to_string())
+    }));
     let demo = args
         .demo
         .then(|| tokio::spawn(crate::demo::run(db.clone())));
@@ -81,26 +115,43 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     tracing::info!("shutting down: syncing the WAL");
     upkeep.abort();
+    trace_upkeep.abort();
     if let Some(d) = demo {
         d.abort();
     }
     let closing = db.clone();
-    tokio::task::spawn_blocking(move || closing.close())
-        .await
-        .ok();
+    let closing_traces = traces.clone();
+    tokio::task::spawn_blocking(move || {
+        closing.close();
+        closing_traces.close();
+    })
+    .await
+    .ok();
     Ok(())
 }
 
 async fn upkeep_loop(db: Arc<Db>) {
-    let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
+    every(UPKEEP_INTERVAL, "metrics store", move || {
+        db.maintain().map_err(|e| e.to_string())
+    })
+    .await
+}
+
+/// Runs blocking upkeep work every `interval`, logging failures and carrying on.
+async fn every(
+    interval: Duration,
+    what: &'static str,
+    work: impl Fn() -> Result<(), String> + Clone + Send + 'static,
+) {
+    let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let db = db.clone();
-        match tokio::task::spawn_blocking(move || db.maintain()).await {
+        let work = work.clone();
+        match tokio::task::spawn_blocking(work).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "store upkeep failed; will retry"),
-            Err(e) => tracing::error!(error = %e, "store upkeep panicked"),
+            Ok(Err(e)) => tracing::error!(error = %e, store = what, "upkeep failed; will retry"),
+            Err(e) => tracing::error!(error = %e, store = what, "upkeep panicked"),
         }
     }
 }
