@@ -9,6 +9,7 @@ mod prom_query;
 mod prom_read;
 mod remote_write;
 mod self_metrics;
+pub mod spans;
 mod tempo;
 
 use std::sync::Arc;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub db: Arc<Db>,
     /// Spans, by trace id and for search.
     pub traces: Arc<lastmile_trace_store::TraceStore>,
+    /// RED metrics derived from ingested spans (see [`spans::ingest_spans`]).
+    pub span_metrics: Arc<lastmile_rules::SpanMetrics>,
     pub limits: Limits,
     pub metrics: Arc<SelfMetrics>,
     /// Defaults and limits of PromQL queries.

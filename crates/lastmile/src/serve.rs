@@ -17,6 +17,10 @@ const UPKEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// How often the span head is checked for a flush (it flushes by size or age) and span
 /// blocks for retention.
 const TRACE_UPKEEP_INTERVAL: Duration = Duration::from_secs(10);
+/// How often span metrics are written as samples (a typical scrape interval).
+const SPAN_METRICS_INTERVAL: Duration = Duration::from_secs(15);
+/// Most (service, span name, kind, status) combinations span metrics keep.
+const SPAN_METRICS_MAX_SERIES: usize = 10_000;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = match &args.config {
@@ -78,13 +82,23 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let state = AppState {
         db: db.clone(),
         traces: traces.clone(),
+        span_metrics: Arc::new(lastmile_rules::SpanMetrics::new(
+            &lastmile_rules::span_metrics::DEFAULT_BUCKETS,
+            SPAN_METRICS_MAX_SERIES,
+        )),
         limits: config.limits(),
         metrics: Arc::new(self_metrics),
         rules,
         query: lastmile_query::promql::QueryOptions::default(),
         version: env!("CARGO_PKG_VERSION"),
     };
-    let app = lastmile_api::router(state);
+    // The demo's history goes in first, with span metrics at their own times.
+    let demo = match args.demo {
+        true => crate::demo::backfill(&state).await,
+        false => None,
+    };
+    let span_metrics_writer = tokio::spawn(span_metrics_loop(state.clone()));
+    let app = lastmile_api::router(state.clone());
 
     tracing::info!(
         http_addr = %http_addr,
@@ -104,9 +118,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let traces = traces.clone();
         move || traces.maintain().map_err(|e| e.to_string())
     }));
-    let demo = args
-        .demo
-        .then(|| tokio::spawn(crate::demo::run(db.clone())));
+    let demo = demo.map(|d| tokio::spawn(crate::demo::run(state.clone(), d)));
 
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
@@ -116,6 +128,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down: syncing the WAL");
     upkeep.abort();
     trace_upkeep.abort();
+    span_metrics_writer.abort();
     if let Some(d) = demo {
         d.abort();
     }
@@ -135,6 +148,22 @@ async fn upkeep_loop(db: Arc<Db>) {
         db.maintain().map_err(|e| e.to_string())
     })
     .await
+}
+
+/// Writes span metrics into the metrics store every scrape interval.
+async fn span_metrics_loop(state: AppState) {
+    let mut tick = tokio::time::interval(SPAN_METRICS_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        if let Err(e) = lastmile_api::spans::write_span_metrics(&state, now).await {
+            tracing::error!(error = %e, "writing span metrics failed; will retry");
+        }
+    }
 }
 
 /// Runs blocking upkeep work every `interval`, logging failures and carrying on.

@@ -4,4 +4,5 @@
 //! error out. Receivers never touch storage; the API layer hands their batches on.
 
 pub mod demo;
+pub mod demo_traces;
 pub mod remote_write;
