@@ -1,5 +1,6 @@
 //! The HTTP API: every route lastmile serves, wired to receivers, store and query.
 
+mod correlate;
 mod error;
 mod home;
 mod otlp_json;
@@ -101,6 +102,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/search/tags", get(tempo::tags))
         .route("/api/search/tag/{tag}/values", get(tempo::tag_values))
         .route("/api/echo", get(|| async { "echo" }))
+        .route("/api/v1/correlate", get(correlate::handle))
         .route("/metrics", get(self_metrics::render))
         .route("/-/healthy", get(|| async { "lastmile is Healthy.\n" }))
         .route("/-/ready", get(|| async { "lastmile is Ready.\n" }))
