@@ -123,12 +123,14 @@ fn compress(raw: &[u8]) -> std::io::Result<Vec<u8>> {
 }
 
 /// Writes the head's spans as a block file `dir/<name>.spans` (atomically: temporary file,
-/// fsync, rename, directory fsync). Returns the final path.
+/// fsync, rename, directory fsync). Returns the final path. Spans of traces `keep` refuses
+/// (tail sampling's drops) are left out.
 pub fn write_block(
     head: &Head,
     dir: &Path,
     name: &str,
     wal_upto: u64,
+    keep: &dyn Fn(&TraceId) -> bool,
 ) -> Result<PathBuf, StoreError> {
     let final_path = dir.join(format!("{name}.spans"));
     let tmp_path = dir.join(format!("{name}.spans.tmp"));
@@ -142,7 +144,9 @@ pub fn write_block(
     out.put(MAGIC).map_err(io)?;
 
     // Spans in (trace, start) order.
-    let mut order: Vec<u32> = (0..head.rows.len() as u32).collect();
+    let mut order: Vec<u32> = (0..head.rows.len() as u32)
+        .filter(|&i| keep(&head.rows[i as usize].trace_id))
+        .collect();
     order.sort_unstable_by_key(|&i| {
         let r = &head.rows[i as usize];
         (r.trace_id, r.start_ns, i)

@@ -210,6 +210,16 @@ impl Head {
         Ok(out)
     }
 
+    /// Every trace id in the head.
+    pub fn trace_ids(&self) -> Vec<TraceId> {
+        self.by_trace.keys().copied().collect()
+    }
+
+    /// Spans of one trace in the head.
+    pub fn trace_span_count(&self, id: &TraceId) -> usize {
+        self.by_trace.get(id).map_or(0, Vec::len)
+    }
+
     /// Every (service, span name) pair seen, for autocompletion.
     pub fn operations(&self) -> impl Iterator<Item = (&str, &str)> {
         self.operations

@@ -32,6 +32,16 @@ use crate::head::{Group, Head};
 pub use crate::metrics::TraceStoreMetrics;
 pub use crate::search::{TraceQuery, TraceSummary};
 
+/// Decides which stored traces stay: tail sampling, wired in by the server. The store
+/// stays ignorant of policies; it asks at the two moments that matter.
+pub trait TraceRetention: Send + Sync {
+    /// Whether reads hide this trace's spans that are still in the head (decided as
+    /// dropped, not yet left out of a block).
+    fn hidden(&self, id: &TraceId) -> bool;
+    /// When the head is written as a block: for each trace, whether to write it.
+    fn retain_on_flush(&self, ids: &[TraceId]) -> Vec<bool>;
+}
+
 /// WAL record type of a span batch.
 const REC_SPANS: u8 = 1;
 
@@ -85,6 +95,7 @@ pub struct TraceStore {
     /// Serialises flushes (the upkeep thread and explicit calls).
     flushing: Mutex<()>,
     metrics: Arc<TraceStoreMetrics>,
+    retention: RwLock<Option<Arc<dyn TraceRetention>>>,
 }
 
 /// What opening found.
@@ -184,6 +195,7 @@ impl TraceStore {
             wal,
             flushing: Mutex::new(()),
             metrics,
+            retention: RwLock::new(None),
         };
         store.update_gauges();
         Ok((store, report))
@@ -191,6 +203,15 @@ impl TraceStore {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Installs the policy that decides which traces stay (see [`TraceRetention`]).
+    pub fn set_retention(&self, r: Arc<dyn TraceRetention>) {
+        *self.retention.write() = Some(r);
+    }
+
+    fn hidden(&self, id: &TraceId) -> bool {
+        self.retention.read().as_ref().is_some_and(|r| r.hidden(id))
     }
 
     /// Stores a batch; returns once it is durable (its WAL record is synced).
@@ -217,7 +238,10 @@ impl TraceStore {
     /// Every stored span of a trace, grouped by resource and scope, spans by start time.
     /// A span stored twice (a client's retry) is returned once.
     pub fn trace(&self, id: TraceId) -> Result<Option<SpanBatch>, TraceStoreError> {
-        let mut found = {
+        let hidden = self.hidden(&id);
+        let mut found = if hidden {
+            Vec::new()
+        } else {
             let st = self.state.read();
             let mut v = st.head.trace(id)?;
             if let Some(f) = &st.frozen {
@@ -238,11 +262,18 @@ impl TraceStore {
     /// Traces matching `q`, most recent first.
     pub fn search(&self, q: &TraceQuery) -> Result<Vec<TraceSummary>, TraceStoreError> {
         let limit = q.limit();
+        let retention = self.retention.read().clone();
+        let visible = |mut v: Vec<TraceSummary>| {
+            if let Some(r) = &retention {
+                v.retain(|s| !r.hidden(&s.trace_id));
+            }
+            v
+        };
         let mut all = {
             let st = self.state.read();
-            let mut v = top(st.head.search(q)?, limit);
+            let mut v = top(visible(st.head.search(q)?), limit);
             if let Some(f) = &st.frozen {
-                v.extend(top(f.search(q)?, limit));
+                v.extend(top(visible(f.search(q)?), limit));
             }
             v
         };
@@ -328,12 +359,32 @@ impl TraceStore {
             st.frozen = Some(frozen.clone());
             (frozen, upto)
         };
-        let blocks_dir = self.dir.join("blocks");
-        let name = lastmile_store::block::new_ulid();
-        let path = block::write_block(&frozen, &blocks_dir, &name, upto)?;
-        let b = Arc::new(Block::open(&path)?);
-        self.blocks.write().push(b);
+        // Tail sampling decides now for every trace of the head; dropped ones are left out.
+        let retention = self.retention.read().clone();
+        let dropped: hashbrown::HashSet<TraceId> = match retention {
+            Some(r) => {
+                let ids = frozen.trace_ids();
+                let keep = r.retain_on_flush(&ids);
+                ids.into_iter()
+                    .zip(keep)
+                    .filter(|(_, k)| !k)
+                    .map(|(id, _)| id)
+                    .collect()
+            }
+            None => Default::default(),
+        };
+        let dropped_spans: usize = dropped.iter().map(|id| frozen.trace_span_count(id)).sum();
+        if dropped_spans < frozen.span_count() {
+            let blocks_dir = self.dir.join("blocks");
+            let name = lastmile_store::block::new_ulid();
+            let path = block::write_block(&frozen, &blocks_dir, &name, upto, &|id| {
+                !dropped.contains(id)
+            })?;
+            let b = Arc::new(Block::open(&path)?);
+            self.blocks.write().push(b);
+        }
         self.state.write().frozen = None;
+        self.metrics.spans_sampled_out.inc_by(dropped_spans as u64);
         wal::checkpoint(&self.dir.join("wal"), upto, |_, _| {})?;
         self.metrics.head_flushes.inc();
         self.update_gauges();

@@ -12,6 +12,8 @@ pub struct TraceStoreMetrics {
     pub blocks: Gauge,
     pub block_bytes: Gauge,
     pub head_flushes: Counter,
+    /// Spans left out of blocks because tail sampling dropped their trace.
+    pub spans_sampled_out: Counter,
     pub wal: WalMetrics,
 }
 
@@ -41,6 +43,11 @@ impl TraceStoreMetrics {
             "lastmile_traces_head_flushes",
             "Heads written as blocks",
             self.head_flushes.clone(),
+        );
+        r.register(
+            "lastmile_traces_spans_sampled_out",
+            "Spans left out of blocks because tail sampling dropped their trace",
+            self.spans_sampled_out.clone(),
         );
         self.wal.register(r, "lastmile_traces");
     }

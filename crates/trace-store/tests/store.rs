@@ -411,3 +411,75 @@ async fn a_crash_between_block_and_wal_trim_does_not_store_spans_twice() {
     assert_eq!(all.len(), 10);
     assert!(all.iter().all(|s| s.span_count == 2));
 }
+
+/// A retention policy that hides and drops traces whose number is odd: what tail
+/// sampling plugs in.
+struct DropOdd {
+    asked_at_flush: std::sync::Mutex<usize>,
+}
+
+impl lastmile_trace_store::TraceRetention for DropOdd {
+    fn hidden(&self, id: &TraceId) -> bool {
+        id.0[15] % 2 == 1
+    }
+    fn retain_on_flush(&self, ids: &[TraceId]) -> Vec<bool> {
+        *self.asked_at_flush.lock().unwrap() += ids.len();
+        ids.iter().map(|id| !self.hidden(id)).collect()
+    }
+}
+
+#[tokio::test]
+async fn retention_hides_dropped_traces_and_leaves_them_out_of_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = Arc::new(DropOdd {
+        asked_at_flush: Default::default(),
+    });
+    {
+        let store = open(dir.path());
+        store.set_retention(policy.clone());
+        write_all(&store, &fleet(0..10)).await;
+        // Hidden at once, though still stored.
+        assert!(store.trace(tid(3)).unwrap().is_none());
+        assert_eq!(store.trace(tid(4)).unwrap().unwrap().span_count(), 2);
+        let found = store
+            .search(&TraceQuery {
+                limit: 100,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(found.len(), 5);
+        assert!(found.iter().all(|s| s.trace_id.0[15] % 2 == 0));
+        store.flush().unwrap();
+        assert_eq!(*policy.asked_at_flush.lock().unwrap(), 10);
+        assert_eq!(store.stats().block_spans, 10, "5 traces of 2 spans");
+        store.close();
+    }
+    // Without the policy (a restart before the sampler knows anything), the block holds
+    // only the kept traces: the drop was physical.
+    let store = open(dir.path());
+    assert!(store.trace(tid(3)).unwrap().is_none());
+    assert_eq!(store.trace(tid(4)).unwrap().unwrap().span_count(), 2);
+    assert_eq!(store.stats().head_spans, 0, "the WAL was trimmed");
+}
+
+#[tokio::test]
+async fn a_head_of_only_dropped_traces_writes_no_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.set_retention(Arc::new(DropOdd {
+        asked_at_flush: Default::default(),
+    }));
+    write_all(&store, &fleet(1..2)).await;
+    store.flush().unwrap();
+    assert_eq!(store.stats().blocks, 0);
+    assert_eq!(store.stats().head_spans, 0);
+    store.close();
+    drop(store);
+    let (_, report) = TraceStore::open(
+        dir.path(),
+        TraceStoreOptions::default(),
+        Arc::new(TraceStoreMetrics::default()),
+    )
+    .unwrap();
+    assert_eq!(report.replayed_spans, 0);
+}
