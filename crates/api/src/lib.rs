@@ -9,6 +9,7 @@ mod process;
 mod prom_query;
 mod prom_read;
 mod remote_write;
+mod rules_api;
 mod self_metrics;
 pub mod spans;
 mod tempo;
@@ -22,7 +23,7 @@ use lastmile_store::Db;
 
 pub use error::{ApiError, PlainError};
 pub use process::{ProcessStats, process_stats};
-pub use self_metrics::SelfMetrics;
+pub use self_metrics::{RulesCollector, SelfMetrics};
 
 /// Request limits; a client over them gets 413 before anything is decompressed.
 #[derive(Clone, Debug)]
@@ -53,8 +54,8 @@ pub struct AppState {
     pub metrics: Arc<SelfMetrics>,
     /// Defaults and limits of PromQL queries.
     pub query: lastmile_query::promql::QueryOptions,
-    /// Rules every ingested series passes through before the store.
-    pub rules: Arc<lastmile_rules::MetricRules>,
+    /// The rule engine: every ingest path takes `rules.current()` once per batch.
+    pub rules: Arc<lastmile_rules::Rules>,
     /// Shown on the status page and `/api/v1/status/buildinfo`.
     pub version: &'static str,
 }
@@ -96,6 +97,11 @@ pub fn router(state: AppState) -> Router {
             get(prom_read::export).post(prom_read::export),
         )
         .route("/api/v1/admin/tsdb/flush", post(prom_read::flush))
+        .route("/api/v1/admin/traces/flush", post(rules_api::flush_traces))
+        .route("/api/v1/status/rules", get(rules_api::status))
+        .route("/api/v1/rules/promote", post(rules_api::promote))
+        .route("/api/v1/rules/rollback", post(rules_api::rollback))
+        .route("/-/reload", post(rules_api::reload).put(rules_api::reload))
         .route("/api/traces/{trace_id}", get(tempo::trace_v1))
         .route("/api/v2/traces/{trace_id}", get(tempo::trace_v2))
         .route("/api/search", get(tempo::search))

@@ -57,6 +57,31 @@ pub enum Command {
     Query(QueryArgs),
     /// Measure lastmile against VictoriaMetrics and Prometheus on the same load.
     Bench(BenchArgs),
+    /// Work with rules files: `lastmile rules check FILE` validates and tests them.
+    Rules(RulesArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RulesArgs {
+    #[command(subcommand)]
+    pub command: RulesCommand,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum RulesCommand {
+    /// Parse and validate rules files and run the tests they contain, as a reload would;
+    /// print a report. Exit status 0 when everything passes, 1 otherwise.
+    #[command(
+        after_help = "Several FILEs are merged in order, as `rule_files:` in the serve config would be. With --config, the rules of a `lastmile serve` config file are checked: the sections it holds itself and the files its `rule_files:` names."
+    )]
+    Check {
+        /// Rules files (YAML).
+        #[arg(value_name = "FILE", required_unless_present = "config")]
+        files: Vec<std::path::PathBuf>,
+        /// A `lastmile serve` config file whose rules to check.
+        #[arg(long, value_name = "FILE")]
+        config: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Args, Debug, Clone)]

@@ -10,7 +10,8 @@
 //! limits:
 //!   max_request_bytes: 32MiB       # compressed request body
 //!   max_decompressed_bytes: 32MiB  # after snappy/zstd
-//! metric_relabel_configs:          # Prometheus relabeling of every ingested series
+//! rule_files: [rules.yml]          # rules files (relative to this file), hot-reloaded
+//! metric_relabel_configs:          # rules may also sit here (any rules-file section)
 //!   - source_labels: [__name__]
 //!     regex: debug_.*
 //!     action: drop
@@ -20,14 +21,16 @@
 //!   max_head_age: 15m       # …or when the oldest is this old
 //! ```
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use lastmile_api::Limits;
 use lastmile_model::duration::parse_duration;
+use lastmile_rules::{LoadError, RulesSource, SourceKind};
 use lastmile_store::{DbOptions, WalSync};
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,11 +39,29 @@ pub struct Config {
     pub storage: StorageConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
-    /// Prometheus relabel steps applied to every ingested series, in order.
-    #[serde(default)]
-    pub metric_relabel_configs: Vec<lastmile_rules::RelabelConfig>,
     #[serde(default)]
     pub traces: TracesConfig,
+    /// Rules files (see `lastmile_rules::file`), relative to this file's directory.
+    #[serde(default)]
+    pub rule_files: Vec<PathBuf>,
+    // Rules sections written in this file itself: accepted here, parsed (with their line
+    // numbers) by the rules crate.
+    #[serde(default)]
+    pub metric_relabel_configs: Option<IgnoredAny>,
+    #[serde(default)]
+    pub inherit: Option<IgnoredAny>,
+    #[serde(default)]
+    pub cardinality: Option<IgnoredAny>,
+    #[serde(default)]
+    pub naming: Option<IgnoredAny>,
+    #[serde(default)]
+    pub tail_sampling: Option<IgnoredAny>,
+    #[serde(default)]
+    pub log_rules: Option<IgnoredAny>,
+    #[serde(default)]
+    pub canary: Option<IgnoredAny>,
+    #[serde(default)]
+    pub tests: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -124,6 +145,22 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 impl Config {
+    /// Whether the file holds rules sections of its own (besides naming `rule_files`).
+    pub fn holds_rules(&self) -> bool {
+        [
+            &self.metric_relabel_configs,
+            &self.inherit,
+            &self.cardinality,
+            &self.naming,
+            &self.tail_sampling,
+            &self.log_rules,
+            &self.canary,
+            &self.tests,
+        ]
+        .iter()
+        .any(|s| s.is_some())
+    }
+
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
@@ -189,11 +226,6 @@ impl Config {
         Ok(o)
     }
 
-    pub fn metric_rules(&self) -> anyhow::Result<lastmile_rules::MetricRules> {
-        lastmile_rules::MetricRules::new(&self.metric_relabel_configs)
-            .map_err(|e| anyhow::anyhow!("invalid metric_relabel_configs: {e}"))
-    }
-
     pub fn limits(&self) -> Limits {
         let mut l = Limits::default();
         if let Some(b) = self.limits.max_request_bytes {
@@ -204,6 +236,48 @@ impl Config {
         }
         l
     }
+}
+
+/// Reads the rules' sources afresh: the config file itself (it may hold rules) and the
+/// `rule_files` it names, as they are on disk now. The rule engine calls it at startup and
+/// on every reload, so editing `rule_files` in the config takes effect on reload too.
+pub fn rules_loader(config: Option<PathBuf>) -> lastmile_rules::Loader {
+    Box::new(move || {
+        let Some(path) = &config else {
+            return Ok(Vec::new());
+        };
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| LoadError::in_file(&name, format!("cannot read the config file: {e}")))?;
+        let parsed: Config = if text.trim().is_empty() {
+            Config::default()
+        } else {
+            serde_saphyr::from_str(&text)
+                .map_err(|e| LoadError::in_file(&name, format!("invalid config file: {e}")))?
+        };
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut sources = Vec::new();
+        if parsed.holds_rules() {
+            sources.push(RulesSource {
+                name,
+                text,
+                kind: SourceKind::ServeConfig,
+            });
+        }
+        for f in &parsed.rule_files {
+            let p = if f.is_absolute() {
+                f.clone()
+            } else {
+                base.join(f)
+            };
+            let name = p.display().to_string();
+            let text = std::fs::read_to_string(&p).map_err(|e| {
+                LoadError::in_file(&name, format!("cannot read the rules file: {e}"))
+            })?;
+            sources.push(RulesSource::rules_file(name, text));
+        }
+        Ok(sources)
+    })
 }
 
 #[cfg(test)]
@@ -245,21 +319,41 @@ mod tests {
         assert!(c.db_options(None).unwrap_err().to_string().contains("15x"));
     }
 
+    fn rules_of(yaml: &str, files: &[(&str, &str)]) -> Result<lastmile_rules::Rules, LoadError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.yml");
+        std::fs::write(&p, yaml).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        lastmile_rules::Rules::load(rules_loader(Some(p)))
+    }
+
     #[test]
-    fn relabel_rules_are_checked_at_load() {
-        let c = parse(
-            "metric_relabel_configs:\n  - source_labels: [job]\n    regex: x\n    action: drop\n",
+    fn rules_in_the_config_and_in_rule_files_are_checked_at_load() {
+        let r = rules_of(
+            "metric_relabel_configs:\n  - source_labels: [job]\n    regex: x\n    action: drop\nrule_files: [r.yml]\n",
+            &[("r.yml", "log_rules:\n  - action: drop\n")],
         )
         .unwrap();
-        assert!(!c.metric_rules().unwrap().is_empty());
-        let c =
-            parse("metric_relabel_configs:\n  - action: hashmod\n    target_label: s\n").unwrap();
-        assert!(
-            c.metric_rules()
-                .unwrap_err()
-                .to_string()
-                .contains("modulus")
-        );
+        let st = r.status(1);
+        assert_eq!(st.stable.rules.relabel, 1);
+        assert_eq!(st.stable.rules.log_rules.len(), 1);
+        let e = rules_of(
+            "storage:\n  retention: 2d\nmetric_relabel_configs:\n  - action: hashmod\n    target_label: s\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("modulus"), "{e}");
+        assert_eq!(e.loc.line, 4, "{e}");
+        let e = rules_of("rule_files: [missing.yml]\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("missing.yml"), "{e}");
+        let e = rules_of(
+            "rule_files: [r.yml]\n",
+            &[("r.yml", "log_rules:\n  - action: burn\n")],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("r.yml:2"), "{e}");
     }
 
     #[test]

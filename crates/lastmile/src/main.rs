@@ -4,6 +4,7 @@ mod cli;
 mod config;
 mod demo;
 mod query_cmd;
+mod rules_cmd;
 mod serve;
 
 use clap::Parser;
@@ -14,6 +15,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Serve(args) => run(serve::run(args), &cli.log),
         cli::Command::Query(args) => run(query_cmd::run(args), &cli.log),
         cli::Command::Bench(args) => run(lastmile_bench::run(args.into()), &cli.log),
+        cli::Command::Rules(args) => rules_cmd::run(args),
     }
 }
 

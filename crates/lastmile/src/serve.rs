@@ -21,6 +21,11 @@ const TRACE_UPKEEP_INTERVAL: Duration = Duration::from_secs(10);
 const SPAN_METRICS_INTERVAL: Duration = Duration::from_secs(15);
 /// Most (service, span name, kind, status) combinations span metrics keep.
 const SPAN_METRICS_MAX_SERIES: usize = 10_000;
+/// How often the rules files are checked for changes (by content, so an editor's
+/// rename-over or a ConfigMap's symlink swap is seen like an in-place write).
+const RULES_WATCH_INTERVAL: Duration = Duration::from_secs(1);
+/// How often tail sampling decides the traces whose decision wait has passed.
+const SAMPLING_TICK_INTERVAL: Duration = Duration::from_millis(500);
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = match &args.config {
@@ -28,7 +33,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => Config::default(),
     };
     let db_opts = config.db_options(args.retention.as_deref())?;
-    let rules = Arc::new(config.metric_rules()?);
+    let rules = Arc::new(
+        lastmile_rules::Rules::load(crate::config::rules_loader(args.config.clone()))
+            .map_err(|e| anyhow::anyhow!("invalid rules: {e}"))?,
+    );
     let store_metrics = Arc::new(StoreMetrics::default());
     let data_dir = args.data_dir.clone();
     let metrics_for_open = store_metrics.clone();
@@ -72,6 +80,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "span store opened"
     );
     let traces = Arc::new(traces);
+    // Tail sampling decides which stored traces stay.
+    traces.set_retention(Arc::new(lastmile_api::spans::SamplerRetention(
+        rules.clone(),
+    )));
 
     let listener = tokio::net::TcpListener::bind(args.http_addr)
         .await
@@ -79,6 +91,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let http_addr = listener.local_addr()?;
     let mut self_metrics = SelfMetrics::new(&store_metrics);
     self_metrics.register(|r| trace_metrics.register(r));
+    self_metrics
+        .register(|r| r.register_collector(Box::new(lastmile_api::RulesCollector(rules.clone()))));
     let state = AppState {
         db: db.clone(),
         traces: traces.clone(),
@@ -88,7 +102,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         )),
         limits: config.limits(),
         metrics: Arc::new(self_metrics),
-        rules,
+        rules: rules.clone(),
         query: lastmile_query::promql::QueryOptions::default(),
         version: env!("CARGO_PKG_VERSION"),
     };
@@ -119,6 +133,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         move || traces.maintain().map_err(|e| e.to_string())
     }));
     let demo = demo.map(|d| tokio::spawn(crate::demo::run(state.clone(), d)));
+    let rules_watch = tokio::spawn(every(RULES_WATCH_INTERVAL, "rules watcher", {
+        let rules = rules.clone();
+        // A refused file is logged and reported by the engine; the loop goes on.
+        move || {
+            let _ = rules.reload_if_changed();
+            Ok(())
+        }
+    }));
+    let sampling_tick = tokio::spawn(every(SAMPLING_TICK_INTERVAL, "tail sampling", {
+        let rules = rules.clone();
+        move || {
+            rules.tick(lastmile_rules::engine::now_ms());
+            Ok(())
+        }
+    }));
 
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
@@ -129,6 +158,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     upkeep.abort();
     trace_upkeep.abort();
     span_metrics_writer.abort();
+    rules_watch.abort();
+    sampling_tick.abort();
     if let Some(d) = demo {
         d.abort();
     }
