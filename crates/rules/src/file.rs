@@ -169,12 +169,16 @@ pub fn parse_doc(src: &RulesSource) -> Result<RulesDoc, LoadError> {
         // The rendered error repeats the location and a snippet; the first line is the
         // reason.
         let text = e.to_string();
-        let reason = text
-            .lines()
-            .next()
-            .unwrap_or("invalid YAML")
-            .trim()
-            .to_owned();
+        let mut reason = text.lines().next().unwrap_or("invalid YAML").trim();
+        reason = reason.strip_prefix("error:").unwrap_or(reason).trim_start();
+        // "line 4 column 19: expected …": the location is already in front.
+        if let Some((head, rest)) = reason.split_once(": ")
+            && head.starts_with("line ")
+            && head.contains(" column ")
+        {
+            reason = rest;
+        }
+        let reason = reason.to_owned();
         LoadError::new(
             Loc {
                 file: src.name.clone(),
