@@ -9,12 +9,13 @@ pub mod alloc_meter;
 pub mod chunk;
 pub mod promql;
 pub mod remote_write;
+pub mod rules;
 pub mod seeds;
 pub mod spans;
 pub mod wal;
 
 /// Names of the fuzz targets, as in `Cargo.toml` and the `seeds/` and `regressions/` folders.
-pub const TARGETS: [&str; 7] = [
+pub const TARGETS: [&str; 8] = [
     "remote_write_decode",
     "remote_write_body",
     "wal_frames",
@@ -22,6 +23,7 @@ pub const TARGETS: [&str; 7] = [
     "chunk_decode",
     "promql_query",
     "span_record",
+    "rules_file",
 ];
 
 /// Runs the harness of `target` on one input.
@@ -34,6 +36,7 @@ pub fn run(target: &str, data: &[u8]) {
         "chunk_decode" => chunk::decode(data),
         "promql_query" => promql::query(data),
         "span_record" => spans::record(data),
+        "rules_file" => rules::file(data),
         _ => panic!("unknown fuzz target {target:?}"),
     }
 }

@@ -319,5 +319,78 @@ pub fn all(scratch: &Path) -> Vec<Seed> {
     let mut record = Vec::new();
     lastmile_trace_store::codec::put_batch(&mut record, &spans);
     seeds.push(("span_record", "demo_three_seconds".into(), record));
+    // Rules files: every section, and the tests that go with them.
+    seeds.push((
+        "rules_file",
+        "every_section.yml".into(),
+        RULES_SEED.as_bytes().to_vec(),
+    ));
     seeds
 }
+
+/// A rules file using every section (the README's example, in short).
+const RULES_SEED: &str = r#"metric_relabel_configs:
+  - source_labels: [__name__]
+    regex: debug_.*
+    action: drop
+  - source_labels: [instance]
+    regex: '([^:]+):\d+'
+    target_label: host
+  - source_labels: [instance]
+    target_label: shard
+    modulus: 4
+    action: hashmod
+inherit:
+  resource_attributes: [service.version]
+  static:
+    - source: '{job="api"}'
+      labels: {tenant_id: acme}
+cardinality:
+  max_series: 3
+  max_series_per_metric: 2
+  metric_budgets: {up: 1}
+  deny_labels: [user_id]
+  allow_labels: {http_requests_total: [method, path]}
+  path_templates:
+    - regex: '/orders/[A-Z]+-\d+'
+      replacement: '/orders/{order}'
+naming:
+  mode: reject
+  match: '{job="api"}'
+  namespaces: [http, up, latency]
+  histogram_buckets: {latency_ms: [0.1, 0.5, 1]}
+tail_sampling:
+  decision_wait: 2s
+  max_traces: 10
+  policies:
+    - name: errors
+      status: error
+    - name: server-errors
+      http_status: 5xx
+    - name: slow
+      latency_over: 2s
+    - name: health
+      attributes: {http.route: /healthz}
+      keep: 0.001
+    - name: rest
+      adaptive: {spans_per_second: 10}
+log_rules:
+  - match: '{app="nginx"}'
+    line: healthz
+    action: sample
+    keep: 0.5
+  - action: drop
+    line: DEBUG
+canary: {fraction: 0.5}
+tests:
+  - name: host
+    series: 'up{instance="db:9100", job="x"}'
+    expect: 'up{host="db", instance="db:9100", job="x", shard="0"}'
+  - name: errors
+    spans: [{name: "GET /", status: error, duration: 5ms, attributes: {code: 500}}]
+    expect: keep
+    policy: errors
+  - name: logs
+    log: {stream: '{app="api"}', line: "DEBUG x"}
+    expect: drop
+"#;

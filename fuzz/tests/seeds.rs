@@ -59,6 +59,14 @@ fn fresh_seeds_are_valid() {
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
                 assert!(batch.span_count() > 0, "{name}: no spans");
             }
+            "rules_file" => {
+                let text = std::str::from_utf8(data).unwrap().to_string();
+                lastmile_rules::Rules::from_sources(vec![lastmile_rules::RulesSource::rules_file(
+                    name.as_str(),
+                    text,
+                )])
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
             "promql_query" => {
                 let q = std::str::from_utf8(data).unwrap();
                 lastmile_query::promql::parse(q).unwrap_or_else(|e| panic!("{name}: {e}"));

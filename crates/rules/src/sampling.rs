@@ -29,6 +29,7 @@ use crate::stats::VersionStats;
 
 pub const DEFAULT_DECISION_WAIT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_TRACES: usize = 100_000;
+pub const MAX_DECISION_WAIT: Duration = Duration::from_secs(3600);
 /// Decisions are remembered this long after their trace was written to a block, so late
 /// spans follow them.
 pub const LATE_SPAN_TTL_MS: i64 = 5 * 60 * 1000;
@@ -244,6 +245,12 @@ impl SamplingRules {
             .transpose()
             .map_err(|e| format!("decision_wait: {e}"))?
             .unwrap_or(DEFAULT_DECISION_WAIT);
+        if wait > MAX_DECISION_WAIT {
+            return Err(format!(
+                "decision_wait {} is over the 1h maximum (spans of undecided traces are held in the head)",
+                lastmile_model::duration::format_duration(wait)
+            ));
+        }
         let mut names = std::collections::HashSet::new();
         let policies = c
             .policies

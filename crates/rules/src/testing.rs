@@ -379,13 +379,13 @@ fn run_spans(snap: &RulesSnapshot, t: &RuleTestConfig, spans: &[TestSpan]) -> Re
             .map_or(1_000_000, |d| d.as_nanos() as u64);
         let span = Span {
             trace_id: trace,
-            span_id: SpanId([i as u8 + 1; 8]),
+            span_id: SpanId([(i as u8).wrapping_add(1); 8]),
             parent_span_id: (i > 0).then_some(SpanId([1; 8])),
             trace_state: String::new(),
             name: s.name.clone(),
             kind: SpanKind::Server,
             start_unix_nano: 1_000_000_000,
-            end_unix_nano: 1_000_000_000 + dur,
+            end_unix_nano: 1_000_000_000u64.saturating_add(dur),
             attributes: s
                 .attributes
                 .iter()
