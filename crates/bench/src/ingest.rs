@@ -74,6 +74,7 @@ async fn run_all(args: IngestArgs) -> anyhow::Result<()> {
         prometheus_bin: args.prometheus_bin.clone(),
         startup_timeout: Duration::from_secs(args.startup_timeout),
         keep_data: args.keep_data,
+        extra_args: Vec::new(),
     };
 
     // Resolve the binaries; a missing peer is skipped with a clear message.
@@ -291,7 +292,7 @@ async fn run_all(args: IngestArgs) -> anyhow::Result<()> {
 
 /// Waits until other processes use (nearly) no CPU for a 2-second window, at most `max`.
 /// Err(cores used by others) if the machine stayed busy.
-async fn wait_for_idle(max: Duration) -> Result<(), f64> {
+pub(crate) async fn wait_for_idle(max: Duration) -> Result<(), f64> {
     const WINDOW: Duration = Duration::from_secs(2);
     const IDLE_CORES: f64 = 0.15;
     let started = std::time::Instant::now();
@@ -319,7 +320,10 @@ async fn wait_for_idle(max: Duration) -> Result<(), f64> {
     }
 }
 
-fn http_client(connections: usize, timeout: Duration) -> anyhow::Result<reqwest::Client> {
+pub(crate) fn http_client(
+    connections: usize,
+    timeout: Duration,
+) -> anyhow::Result<reqwest::Client> {
     reqwest::Client::builder()
         .no_proxy()
         .tcp_nodelay(true)

@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod load;
 pub mod measure;
 pub mod report;
+pub mod rules;
 pub mod servers;
 
 pub use servers::ServerKind;
@@ -152,10 +153,12 @@ pub struct IngestArgs {
 
 pub enum BenchCommand {
     Ingest(IngestArgs),
+    Rules(rules::RulesBenchArgs),
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Ingest(args) => ingest::run(args).await,
+        BenchCommand::Rules(args) => rules::run(args).await,
     }
 }

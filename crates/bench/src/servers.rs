@@ -62,6 +62,9 @@ pub struct StartOptions {
     pub prometheus_bin: PathBuf,
     pub startup_timeout: Duration,
     pub keep_data: bool,
+    /// More command-line flags for every server started (e.g. VictoriaMetrics's
+    /// `-maxHourlySeries`).
+    pub extra_args: Vec<String>,
 }
 
 impl StartOptions {
@@ -235,6 +238,7 @@ impl Server {
                     .arg("--web.enable-admin-api");
             }
         }
+        cmd.args(&opts.extra_args);
         let log = File::create(&log_path)?;
         // lastmile's stderr is read (for the address line) and copied to the log; the
         // peers write straight into the log.

@@ -400,3 +400,34 @@ fn a_broken_rules_file_at_startup_stops_the_server_with_its_line() {
         "{stderr}"
     );
 }
+
+/// The example in the README is a working rules file whose tests pass.
+#[test]
+fn the_readme_example_rules_file_passes_its_own_tests() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+        .expect("README.md");
+    let section = readme
+        .split("### The rules file")
+        .nth(1)
+        .expect("a 'The rules file' section in README.md");
+    let yaml = section
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|b| b.split("\n```").next())
+        .expect("a yaml block in the section");
+    let dir = TestDir::new();
+    let path = dir.path().join("readme-rules.yml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = Command::new(lastmile_bin())
+        .args(["rules", "check"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("5 tests, 5 passed, 0 failed"), "{stdout}");
+}

@@ -111,6 +111,8 @@ struct MetricCtx<'b> {
     effects: BTreeMap<(&'static str, String), u64>,
     violations: Vec<Violation>,
     targets: &'b TargetInfo,
+    /// Relabel working memory per rule version (stable, canary).
+    scratch: Vec<(u64, crate::relabel::Scratch)>,
 }
 
 fn label_get<'p>(pairs: &'p Pairs, name: &str) -> &'p str {
@@ -176,6 +178,10 @@ impl RulesSnapshot {
             effects: BTreeMap::new(),
             violations: Vec::new(),
             targets: &shared.targets,
+            scratch: versions
+                .iter()
+                .map(|v| (v.version, crate::relabel::Scratch::new(&v.relabel)))
+                .collect(),
         };
         if let Some(n) = ctx.naming.as_mut() {
             for m in &batch.metadata {
@@ -266,88 +272,34 @@ fn process_series<'a>(
     ctx: &mut MetricCtx<'_>,
     outcome: &mut RulesOutcome,
 ) -> Fate {
+    match process_series_inner(rs, labels, hash, samples, ctx, outcome) {
+        Ok(f) => f,
+        Err(Dropped) => Fate::Drop,
+    }
+}
+
+/// A series the rules dropped (already counted).
+struct Dropped;
+
+fn process_series_inner<'a>(
+    rs: &RuleSet,
+    labels: &[LabelRef<'a>],
+    hash: u64,
+    samples: u64,
+    ctx: &mut MetricCtx<'_>,
+    outcome: &mut RulesOutcome,
+) -> Result<Fate, Dropped> {
     let stats = &rs.stats;
     let name = labels
         .iter()
         .find(|l| l.name == METRIC_NAME)
         .map_or("", |l| l.value);
     let inherit_attrs = !rs.inherit.attributes.is_empty() && name != "target_info";
-    let needs = rs.rewrites_all_series()
-        || inherit_attrs
-        || rs.labels.touches(name, labels.iter().map(|l| l.name));
     let mut rewritten: Option<Pairs> = None;
-    if needs {
-        let mut pairs: Pairs = labels
-            .iter()
-            .map(|l| (l.name.to_owned(), l.value.to_owned()))
-            .collect();
-        let mut inherited = rs.inherit.apply_static(&mut pairs);
-        if inherit_attrs {
-            let job = label_get(&pairs, "job");
-            let instance = label_get(&pairs, "instance");
-            if let Some(attrs) = ctx.targets.get(job, instance) {
-                for (k, v) in attrs {
-                    if rs.inherit.attributes.contains(&k) && label_get(&pairs, &k).is_empty() {
-                        insert_sorted(&mut pairs, k, v);
-                        inherited = true;
-                    }
-                }
-            }
-        }
-        if inherited {
-            VersionStats::add(&stats.series_inherited, 1);
-        }
-        for (i, rule) in rs.relabel.iter().enumerate() {
-            if !rule.apply(&mut pairs) {
-                rs.relabel_drops[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                VersionStats::add(&stats.series_dropped_relabel, 1);
-                outcome.series_dropped += 1;
-                return Fate::Drop;
-            }
-        }
-        if label_get(&pairs, METRIC_NAME).is_empty() {
-            VersionStats::add(&stats.series_dropped_relabel, 1);
-            outcome.series_without_name += 1;
-            return Fate::Drop;
-        }
-        let denied: Vec<String> = pairs
-            .iter()
-            .filter(|(n, _)| rs.labels.deny.contains(n))
-            .map(|(n, _)| n.clone())
-            .collect();
-        let templated: Vec<String> = pairs
-            .iter()
-            .filter(|(n, _)| rs.labels.path_labels.contains(n))
-            .map(|(n, _)| n.clone())
-            .collect();
-        let metric_now = label_get(&pairs, METRIC_NAME).to_owned();
-        let fx = rs.labels.apply(&mut pairs);
-        if fx.denied > 0 {
-            VersionStats::add(&stats.series_denied_label, 1);
-            for n in denied {
-                *ctx.effects.entry(("deny_labels", n)).or_default() += 1;
-            }
-        }
-        if fx.not_allowed > 0 {
-            VersionStats::add(&stats.series_not_allowed_label, 1);
-            *ctx.effects.entry(("allow_labels", metric_now)).or_default() += 1;
-        }
-        if fx.templated > 0 {
-            VersionStats::add(&stats.series_templated, 1);
-            for n in templated {
-                if pairs.iter().any(|(k, v)| *k == n && v.contains('{')) {
-                    *ctx.effects.entry(("path_labels", n)).or_default() += 1;
-                }
-            }
-        }
-        let same = pairs.len() == labels.len()
-            && pairs
-                .iter()
-                .zip(labels)
-                .all(|((n, v), l)| n == l.name && v == l.value);
-        if !same {
-            rewritten = Some(pairs);
-        }
+    if rs.rewrites_all_series() || inherit_attrs {
+        rewritten = rewrite_owned(rs, labels, inherit_attrs, ctx, outcome)?;
+    } else if rs.labels.touches(name, labels.iter().map(|l| l.name)) {
+        rewritten = guard_borrowed(rs, name, labels, ctx);
     }
     let (name, final_hash): (&str, u64) = match &rewritten {
         Some(p) => (
@@ -402,7 +354,7 @@ fn process_series<'a>(
                             .naming_examples
                             .push((name.to_owned(), ctx.violations.clone()));
                     }
-                    return Fate::Drop;
+                    return Err(Dropped);
                 }
             }
         }
@@ -424,12 +376,175 @@ fn process_series<'a>(
             };
             outcome.overflow_examples.push((name.to_owned(), why));
         }
-        return Fate::Drop;
+        return Err(Dropped);
     }
-    match rewritten {
+    Ok(match rewritten {
         Some(p) => Fate::Rewrite(p),
         None => Fate::Keep,
+    })
+}
+
+/// The owned path, for versions whose relabel or inheritance rules see every series:
+/// inheritance, relabeling, then the label guard. `Ok(None)`: nothing changed.
+fn rewrite_owned(
+    rs: &RuleSet,
+    labels: &[LabelRef<'_>],
+    inherit_attrs: bool,
+    ctx: &mut MetricCtx<'_>,
+    outcome: &mut RulesOutcome,
+) -> Result<Option<Pairs>, Dropped> {
+    let stats = &rs.stats;
+    let mut pairs: Pairs = labels
+        .iter()
+        .map(|l| (l.name.to_owned(), l.value.to_owned()))
+        .collect();
+    let mut inherited = rs.inherit.apply_static(&mut pairs);
+    if inherit_attrs {
+        let job = label_get(&pairs, "job");
+        let instance = label_get(&pairs, "instance");
+        if let Some(attrs) = ctx.targets.get(job, instance) {
+            for (k, v) in attrs {
+                if rs.inherit.attributes.contains(&k) && label_get(&pairs, &k).is_empty() {
+                    insert_sorted(&mut pairs, k, v);
+                    inherited = true;
+                }
+            }
+        }
     }
+    if inherited {
+        VersionStats::add(&stats.series_inherited, 1);
+    }
+    if !rs.relabel.is_empty() {
+        let scratch = match ctx.scratch.iter_mut().find(|(v, _)| *v == rs.version) {
+            Some((_, s)) => s,
+            None => {
+                ctx.scratch
+                    .push((rs.version, crate::relabel::Scratch::new(&rs.relabel)));
+                &mut ctx.scratch.last_mut().expect("just pushed").1
+            }
+        };
+        for (i, rule) in rs.relabel.iter().enumerate() {
+            if !rule.apply_with(&mut pairs, scratch, i) {
+                rs.relabel_drops[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                VersionStats::add(&stats.series_dropped_relabel, 1);
+                outcome.series_dropped += 1;
+                return Err(Dropped);
+            }
+        }
+    }
+    if label_get(&pairs, METRIC_NAME).is_empty() {
+        VersionStats::add(&stats.series_dropped_relabel, 1);
+        outcome.series_without_name += 1;
+        return Err(Dropped);
+    }
+    let metric = label_get(&pairs, METRIC_NAME).to_owned();
+    if rs
+        .labels
+        .touches(&metric, pairs.iter().map(|(n, _)| n.as_str()))
+    {
+        let denied: Vec<String> = pairs
+            .iter()
+            .filter(|(n, _)| rs.labels.deny.contains(n))
+            .map(|(n, _)| n.clone())
+            .collect();
+        let before: Vec<(String, String)> = pairs
+            .iter()
+            .filter(|(n, _)| rs.labels.path_labels.contains(n))
+            .cloned()
+            .collect();
+        let fx = rs.labels.apply(&mut pairs);
+        count_effects(rs, ctx, &metric, fx, denied, |n| {
+            let was = before.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+            was.is_some_and(|w| w != label_get(&pairs, n))
+        });
+    }
+    let same = pairs.len() == labels.len()
+        && pairs
+            .iter()
+            .zip(labels)
+            .all(|((n, v), l)| n == l.name && v == l.value);
+    Ok((!same).then_some(pairs))
+}
+
+/// Records what the label guard did to a series, for the explorer.
+fn count_effects(
+    rs: &RuleSet,
+    ctx: &mut MetricCtx<'_>,
+    metric: &str,
+    fx: crate::cardinality::LabelEffects,
+    denied: Vec<String>,
+    templated: impl Fn(&str) -> bool,
+) {
+    let stats = &rs.stats;
+    if fx.denied > 0 {
+        VersionStats::add(&stats.series_denied_label, 1);
+        for n in denied {
+            *ctx.effects.entry(("deny_labels", n)).or_default() += 1;
+        }
+    }
+    if fx.not_allowed > 0 {
+        VersionStats::add(&stats.series_not_allowed_label, 1);
+        *ctx.effects
+            .entry(("allow_labels", metric.to_owned()))
+            .or_default() += 1;
+    }
+    if fx.templated > 0 {
+        VersionStats::add(&stats.series_templated, 1);
+        for n in rs.labels.path_labels.names() {
+            if templated(n) {
+                *ctx.effects.entry(("path_labels", n.clone())).or_default() += 1;
+            }
+        }
+    }
+}
+
+/// The borrowed path, for versions without relabel or inheritance rules: the label guard
+/// decides on the labels as they came, and a series it does not change allocates nothing.
+fn guard_borrowed(
+    rs: &RuleSet,
+    metric: &str,
+    labels: &[LabelRef<'_>],
+    ctx: &mut MetricCtx<'_>,
+) -> Option<Pairs> {
+    let g = &rs.labels;
+    let allow = g.allow.get(metric);
+    let mut templated: Vec<(usize, String)> = Vec::new();
+    let mut fx = crate::cardinality::LabelEffects::default();
+    let mut denied = Vec::new();
+    for (i, l) in labels.iter().enumerate() {
+        if g.deny.contains(l.name) {
+            fx.denied += 1;
+            denied.push(l.name.to_owned());
+        } else if allow.is_some_and(|a| !a.contains(l.name)) {
+            fx.not_allowed += 1;
+        } else if g.path_labels.contains(l.name)
+            && let Some(t) = g.template(l.value)
+        {
+            fx.templated += 1;
+            templated.push((i, t));
+        }
+    }
+    if fx == crate::cardinality::LabelEffects::default() {
+        return None;
+    }
+    let mut pairs: Pairs = Vec::with_capacity(labels.len());
+    let mut t = templated.iter().peekable();
+    for (i, l) in labels.iter().enumerate() {
+        if g.deny.contains(l.name) || allow.is_some_and(|a| !a.contains(l.name)) {
+            continue;
+        }
+        let value = match t.peek() {
+            Some((at, v)) if *at == i => {
+                t.next();
+                v.clone()
+            }
+            _ => l.value.to_owned(),
+        };
+        pairs.push((l.name.to_owned(), value));
+    }
+    let names: Vec<&str> = templated.iter().map(|(i, _)| labels[*i].name).collect();
+    count_effects(rs, ctx, metric, fx, denied, |n| names.contains(&n));
+    Some(pairs)
 }
 
 impl RulesSnapshot {
