@@ -4,12 +4,13 @@
 #
 #   prometheus        differential peer of the remote-write interop test
 #   victoria-metrics  peer of `lastmile bench ingest`
+#   python3-venv      the Python virtualenv below (PyPI clients used as real peers)
 #
 # Debian's packages ship init scripts; installing them must not leave a service running
 # (nothing here needs one: tests start their own instances on free ports).
 set -euo pipefail
 
-PACKAGES=(prometheus victoria-metrics)
+PACKAGES=(prometheus victoria-metrics python3-venv)
 
 log() { printf '[install-test-deps] %s\n' "$*"; }
 
@@ -99,3 +100,32 @@ for bin in prometheus victoria-metrics; do
     fi
 done
 log "ready: $(prometheus --version 2>&1 | head -n1); victoria-metrics $(dpkg-query -W -f='${Version}' victoria-metrics)"
+
+# ---- Python virtualenv: real clients from PyPI -------------------------------------------
+# One venv for every Python peer of the tests, under ~/.cache/lastmile-venv (tests find it
+# there, or at $LASTMILE_VENV). Versions are pinned so a fresh machine gets what the tests
+# were written against; one package per line, so additions merge cleanly. Installing is
+# skipped when the venv already has exactly these pins.
+VENV="${LASTMILE_VENV:-${HOME:-/root}/.cache/lastmile-venv}"
+PY_PACKAGES=(
+    # OTLP tests: the OpenTelemetry Python SDK and its exporters (HTTP protobuf, gRPC, HTTP JSON)
+    opentelemetry-sdk==1.45.1
+    opentelemetry-exporter-otlp-proto-http==1.45.1
+    opentelemetry-exporter-otlp-proto-grpc==1.45.1
+    opentelemetry-exporter-otlp-json-http==0.66b1
+)
+if [ ! -x "$VENV/bin/python" ]; then
+    log "creating the Python venv $VENV"
+    /usr/bin/python3 -m venv "$VENV"
+fi
+wanted="$(printf '%s\n' "${PY_PACKAGES[@]}" | grep -v '^ *#' | sed 's/^ *//' | sort)"
+stamp="$VENV/.lastmile-packages"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then
+    log "Python venv $VENV: packages already installed"
+else
+    log "Python venv $VENV: installing $(echo "$wanted" | tr '\n' ' ')"
+    # shellcheck disable=SC2086
+    "$VENV/bin/pip" install --disable-pip-version-check --no-input $wanted
+    echo "$wanted" >"$stamp"
+fi
+log "ready: $("$VENV/bin/python" --version) in $VENV"
