@@ -2,6 +2,7 @@
 
 mod error;
 mod home;
+mod otlp;
 mod params;
 mod process;
 mod prom_query;
@@ -17,6 +18,7 @@ use axum::routing::{get, post};
 use lastmile_store::Db;
 
 pub use error::ApiError;
+pub use otlp::{OtlpMetrics, router as otlp_http_router, serve_grpc as serve_otlp_grpc};
 pub use process::{ProcessStats, process_stats};
 pub use self_metrics::SelfMetrics;
 
@@ -49,12 +51,17 @@ pub struct AppState {
     pub rules: Arc<lastmile_rules::MetricRules>,
     /// Shown on the status page and `/api/v1/status/buildinfo`.
     pub version: &'static str,
+    /// The span store (OTLP traces go here).
+    pub traces: Arc<lastmile_trace_store::TraceStore>,
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(home::page))
         .route("/api/v1/write", post(remote_write::handle))
+        .route("/v1/traces", post(otlp::http_traces))
+        .route("/v1/metrics", post(otlp::http_metrics))
+        .route("/v1/logs", post(otlp::http_logs))
         .route(
             "/api/v1/query",
             get(prom_query::query).post(prom_query::query),
@@ -92,7 +99,7 @@ pub fn router(state: AppState) -> Router {
         .route("/-/healthy", get(|| async { "lastmile is Healthy.\n" }))
         .route("/-/ready", get(|| async { "lastmile is Ready.\n" }))
         .fallback(error::not_found)
-        // Remote write enforces its own limit; others get axum's default.
+        // Remote write and OTLP enforce their own limits; others get axum's default.
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -40,6 +40,8 @@ pub struct SelfMetrics {
     rw_rejected: Family<ReasonLabels, Counter>,
     rules_series_dropped: Family<ReasonLabels, Counter>,
     rules_samples_dropped: Counter,
+    /// OTLP receivers (HTTP and gRPC).
+    pub otlp: crate::OtlpMetrics,
 }
 
 impl SelfMetrics {
@@ -59,6 +61,7 @@ impl SelfMetrics {
             rw_rejected: Family::default(),
             rules_series_dropped: Family::default(),
             rules_samples_dropped: Counter::default(),
+            otlp: Default::default(),
             registry,
         };
         let mut m = m;
@@ -106,7 +109,14 @@ impl SelfMetrics {
             "Samples of series dropped by rules",
             m.rules_samples_dropped.clone(),
         );
+        m.otlp.register(&mut m.registry);
         m
+    }
+
+    /// For other components (the span and log stores) to register their metrics before
+    /// the server starts.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
     }
 
     pub fn rules_applied(&self, o: &lastmile_rules::RulesOutcome) {

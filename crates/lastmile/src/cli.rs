@@ -96,12 +96,15 @@ pub struct ServeArgs {
     /// the chosen address is printed at startup.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
     pub http_addr: SocketAddr,
-    /// OTLP/gRPC address (OTLP receivers are not in this build yet; the address is checked
-    /// and reserved).
+    /// OTLP/gRPC address: the collector's trace, metrics and logs services (what SDK
+    /// exporters with protocol `grpc` send to). Port 0 picks a free port; the chosen address
+    /// is printed at startup.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:4317")]
     pub otlp_grpc_addr: SocketAddr,
-    /// OTLP/HTTP address (OTLP receivers are not in this build yet; the address is checked
-    /// and reserved).
+    /// OTLP/HTTP address: POST /v1/traces, /v1/metrics, /v1/logs, protobuf or JSON, gzip
+    /// (what SDK exporters with protocol `http/protobuf` or `http/json` send to; the same
+    /// routes are also on --http-addr). Port 0 picks a free port; the chosen address is
+    /// printed at startup.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:4318")]
     pub otlp_http_addr: SocketAddr,
     /// Generate a simulated fleet of Go services (HTTP latency histograms, GC, goroutines,

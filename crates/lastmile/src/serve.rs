@@ -1,4 +1,5 @@
-//! `lastmile serve`: opens the store, starts the HTTP server and the background work.
+//! `lastmile serve`: opens the stores, starts the HTTP, OTLP/HTTP and OTLP/gRPC servers and
+//! the background work.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use lastmile_api::{AppState, SelfMetrics};
 use lastmile_store::{Db, StoreMetrics};
+use lastmile_trace_store::{TraceStore, TraceStoreMetrics, TraceStoreOptions};
 
 use crate::cli::ServeArgs;
 use crate::config::Config;
@@ -20,6 +22,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => Config::default(),
     };
     let db_opts = config.db_options(args.retention.as_deref())?;
+    let trace_opts = TraceStoreOptions {
+        wal_sync: db_opts.wal_sync,
+        ..TraceStoreOptions::default()
+    };
     let rules = Arc::new(config.metric_rules()?);
     let store_metrics = Arc::new(StoreMetrics::default());
     let data_dir = args.data_dir.clone();
@@ -42,56 +48,107 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     let db = Arc::new(db);
 
+    let trace_metrics = Arc::new(TraceStoreMetrics::default());
+    let traces_dir = args.data_dir.join("traces");
+    let metrics_for_open = trace_metrics.clone();
+    let (traces, trace_report) = tokio::task::spawn_blocking(move || {
+        TraceStore::open(&traces_dir, trace_opts, metrics_for_open)
+    })
+    .await
+    .context("span store startup panicked")?
+    .with_context(|| {
+        format!(
+            "cannot open the span store in {}",
+            args.data_dir.join("traces").display()
+        )
+    })?;
+    tracing::info!(
+        blocks = trace_report.blocks,
+        replayed_spans = trace_report.replayed_spans,
+        replay_errors = trace_report.replay_errors,
+        "span store opened"
+    );
+    let traces = Arc::new(traces);
+
     let listener = tokio::net::TcpListener::bind(args.http_addr)
         .await
         .with_context(|| format!("cannot listen on --http-addr {}", args.http_addr))?;
     let http_addr = listener.local_addr()?;
+    let otlp_http = tokio::net::TcpListener::bind(args.otlp_http_addr)
+        .await
+        .with_context(|| format!("cannot listen on --otlp-http-addr {}", args.otlp_http_addr))?;
+    let otlp_http_addr = otlp_http.local_addr()?;
+    let otlp_grpc = tokio::net::TcpListener::bind(args.otlp_grpc_addr)
+        .await
+        .with_context(|| format!("cannot listen on --otlp-grpc-addr {}", args.otlp_grpc_addr))?;
+    let otlp_grpc_addr = otlp_grpc.local_addr()?;
+    let mut self_metrics = SelfMetrics::new(&store_metrics);
+    trace_metrics.register(self_metrics.registry_mut());
     let state = AppState {
         db: db.clone(),
         limits: config.limits(),
-        metrics: Arc::new(SelfMetrics::new(&store_metrics)),
+        metrics: Arc::new(self_metrics),
         rules,
         query: lastmile_query::promql::QueryOptions::default(),
         version: env!("CARGO_PKG_VERSION"),
+        traces: traces.clone(),
     };
-    let app = lastmile_api::router(state);
+    let app = lastmile_api::router(state.clone());
+    let otlp_app = lastmile_api::otlp_http_router(state.clone());
 
     tracing::info!(
         http_addr = %http_addr,
+        otlp_http_addr = %otlp_http_addr,
+        otlp_grpc_addr = %otlp_grpc_addr,
         data_dir = %args.data_dir.display(),
         demo = args.demo,
         ui = %format!("http://{http_addr}/"),
         "lastmile started"
     );
-    tracing::info!(
-        otlp_grpc_addr = %args.otlp_grpc_addr,
-        otlp_http_addr = %args.otlp_http_addr,
-        "OTLP receivers are not part of this build yet; the OTLP addresses are not bound"
-    );
 
-    let upkeep = tokio::spawn(upkeep_loop(db.clone()));
+    let upkeep = tokio::spawn(upkeep_loop(db.clone(), traces.clone()));
     let demo = args
         .demo
         .then(|| tokio::spawn(crate::demo::run(db.clone())));
 
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("HTTP server failed")?;
+    // One signal stops all three servers.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let main_server = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let otlp_http_server =
+        axum::serve(otlp_http, otlp_app).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let otlp_grpc_server = lastmile_api::serve_otlp_grpc(otlp_grpc, state, stopped(stop_rx));
+    let (main, http, grpc) = tokio::join!(
+        async { main_server.await },
+        async { otlp_http_server.await },
+        otlp_grpc_server
+    );
+    main.context("HTTP server failed")?;
+    http.context("OTLP/HTTP server failed")?;
+    grpc.context("OTLP/gRPC server failed")?;
 
-    tracing::info!("shutting down: syncing the WAL");
+    tracing::info!("shutting down: syncing the WALs");
     upkeep.abort();
     if let Some(d) = demo {
         d.abort();
     }
     let closing = db.clone();
-    tokio::task::spawn_blocking(move || closing.close())
-        .await
-        .ok();
+    tokio::task::spawn_blocking(move || {
+        closing.close();
+        traces.close();
+    })
+    .await
+    .ok();
     Ok(())
 }
 
-async fn upkeep_loop(db: Arc<Db>) {
+async fn upkeep_loop(db: Arc<Db>, traces: Arc<TraceStore>) {
     let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -101,6 +158,12 @@ async fn upkeep_loop(db: Arc<Db>) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "store upkeep failed; will retry"),
             Err(e) => tracing::error!(error = %e, "store upkeep panicked"),
+        }
+        let traces = traces.clone();
+        match tokio::task::spawn_blocking(move || traces.maintain()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "span store upkeep failed; will retry"),
+            Err(e) => tracing::error!(error = %e, "span store upkeep panicked"),
         }
     }
 }
