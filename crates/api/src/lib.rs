@@ -1,14 +1,18 @@
 //! The HTTP API: every route lastmile serves, wired to receivers, store and query.
 
+mod correlate;
 mod error;
 mod home;
 mod otlp;
+mod otlp_json;
 mod params;
 mod process;
 mod prom_query;
 mod prom_read;
 mod remote_write;
 mod self_metrics;
+pub mod spans;
+mod tempo;
 
 use std::sync::Arc;
 
@@ -17,7 +21,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use lastmile_store::Db;
 
-pub use error::ApiError;
+pub use error::{ApiError, PlainError};
 pub use otlp::{OtlpMetrics, router as otlp_http_router, serve_grpc as serve_otlp_grpc};
 pub use process::{ProcessStats, process_stats};
 pub use self_metrics::SelfMetrics;
@@ -43,6 +47,10 @@ impl Default for Limits {
 #[derive(Clone)]
 pub struct AppState {
     pub db: Arc<Db>,
+    /// Spans, by trace id and for search.
+    pub traces: Arc<lastmile_trace_store::TraceStore>,
+    /// RED metrics derived from ingested spans (see [`spans::ingest_spans`]).
+    pub span_metrics: Arc<lastmile_rules::SpanMetrics>,
     pub limits: Limits,
     pub metrics: Arc<SelfMetrics>,
     /// Defaults and limits of PromQL queries.
@@ -51,8 +59,6 @@ pub struct AppState {
     pub rules: Arc<lastmile_rules::MetricRules>,
     /// Shown on the status page and `/api/v1/status/buildinfo`.
     pub version: &'static str,
-    /// The span store (OTLP traces go here).
-    pub traces: Arc<lastmile_trace_store::TraceStore>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -95,6 +101,13 @@ pub fn router(state: AppState) -> Router {
             get(prom_read::export).post(prom_read::export),
         )
         .route("/api/v1/admin/tsdb/flush", post(prom_read::flush))
+        .route("/api/traces/{trace_id}", get(tempo::trace_v1))
+        .route("/api/v2/traces/{trace_id}", get(tempo::trace_v2))
+        .route("/api/search", get(tempo::search))
+        .route("/api/search/tags", get(tempo::tags))
+        .route("/api/search/tag/{tag}/values", get(tempo::tag_values))
+        .route("/api/echo", get(|| async { "echo" }))
+        .route("/api/v1/correlate", get(correlate::handle))
         .route("/metrics", get(self_metrics::render))
         .route("/-/healthy", get(|| async { "lastmile is Healthy.\n" }))
         .route("/-/ready", get(|| async { "lastmile is Ready.\n" }))

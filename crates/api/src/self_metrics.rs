@@ -45,6 +45,11 @@ pub struct SelfMetrics {
 }
 
 impl SelfMetrics {
+    /// Lets another component (the span store, the log store…) add its metrics.
+    pub fn register(&mut self, f: impl FnOnce(&mut Registry)) {
+        f(&mut self.registry);
+    }
+
     /// Creates the registry; the store registers its own metrics into it first.
     pub fn new(store: &lastmile_store::StoreMetrics) -> Self {
         let mut registry = Registry::default();
@@ -111,12 +116,6 @@ impl SelfMetrics {
         );
         m.otlp.register(&mut m.registry);
         m
-    }
-
-    /// For other components (the span and log stores) to register their metrics before
-    /// the server starts.
-    pub fn registry_mut(&mut self) -> &mut Registry {
-        &mut self.registry
     }
 
     pub fn rules_applied(&self, o: &lastmile_rules::RulesOutcome) {

@@ -14,6 +14,10 @@
 //!   - source_labels: [__name__]
 //!     regex: debug_.*
 //!     action: drop
+//! traces:
+//!   retention: 7d           # delete span blocks whose spans ended longer ago
+//!   max_head_spans: 1000000 # write the in-memory spans as a block at this many…
+//!   max_head_age: 15m       # …or when the oldest is this old
 //! ```
 
 use std::path::Path;
@@ -35,6 +39,16 @@ pub struct Config {
     /// Prometheus relabel steps applied to every ingested series, in order.
     #[serde(default)]
     pub metric_relabel_configs: Vec<lastmile_rules::RelabelConfig>,
+    #[serde(default)]
+    pub traces: TracesConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracesConfig {
+    pub retention: Option<String>,
+    pub max_head_spans: Option<usize>,
+    pub max_head_age: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -146,6 +160,31 @@ impl Config {
         };
         if let Some(n) = s.max_exemplars {
             o.max_exemplars = n;
+        }
+        Ok(o)
+    }
+
+    /// The span store's options; it shares the metrics store's WAL sync policy.
+    pub fn trace_store_options(&self) -> anyhow::Result<lastmile_trace_store::TraceStoreOptions> {
+        let mut o = lastmile_trace_store::TraceStoreOptions {
+            wal_sync: self.db_options(None)?.wal_sync,
+            ..Default::default()
+        };
+        let t = &self.traces;
+        if let Some(r) = &t.retention {
+            o.retention = parse_duration(r).context("traces.retention")?;
+            if o.retention < Duration::from_secs(3600) {
+                bail!("traces.retention {r} is shorter than the 1h minimum");
+            }
+        }
+        if let Some(n) = t.max_head_spans {
+            if n == 0 {
+                bail!("traces.max_head_spans must be at least 1");
+            }
+            o.max_head_spans = n;
+        }
+        if let Some(a) = &t.max_head_age {
+            o.max_head_age = parse_duration(a).context("traces.max_head_age")?;
         }
         Ok(o)
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use lastmile_api::{AppState, SelfMetrics};
 use lastmile_store::{Db, StoreMetrics};
-use lastmile_trace_store::{TraceStore, TraceStoreMetrics, TraceStoreOptions};
+use lastmile_trace_store::{TraceStore, TraceStoreMetrics};
 
 use crate::cli::ServeArgs;
 use crate::config::Config;
@@ -15,6 +15,13 @@ use crate::config::Config;
 /// How often the head is checked for windows to persist, blocks to compact and data past
 /// retention.
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// How often the span head is checked for a flush (it flushes by size or age) and span
+/// blocks for retention.
+const TRACE_UPKEEP_INTERVAL: Duration = Duration::from_secs(10);
+/// How often span metrics are written as samples (a typical scrape interval).
+const SPAN_METRICS_INTERVAL: Duration = Duration::from_secs(15);
+/// Most (service, span name, kind, status) combinations span metrics keep.
+const SPAN_METRICS_MAX_SERIES: usize = 10_000;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = match &args.config {
@@ -22,10 +29,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => Config::default(),
     };
     let db_opts = config.db_options(args.retention.as_deref())?;
-    let trace_opts = TraceStoreOptions {
-        wal_sync: db_opts.wal_sync,
-        ..TraceStoreOptions::default()
-    };
     let rules = Arc::new(config.metric_rules()?);
     let store_metrics = Arc::new(StoreMetrics::default());
     let data_dir = args.data_dir.clone();
@@ -50,8 +53,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let trace_metrics = Arc::new(TraceStoreMetrics::default());
     let traces_dir = args.data_dir.join("traces");
+    let trace_opts = config.trace_store_options()?;
     let metrics_for_open = trace_metrics.clone();
-    let (traces, trace_report) = tokio::task::spawn_blocking(move || {
+    let (traces, report) = tokio::task::spawn_blocking(move || {
         TraceStore::open(&traces_dir, trace_opts, metrics_for_open)
     })
     .await
@@ -63,9 +67,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         )
     })?;
     tracing::info!(
-        blocks = trace_report.blocks,
-        replayed_spans = trace_report.replayed_spans,
-        replay_errors = trace_report.replay_errors,
+        blocks = report.blocks,
+        replayed_spans = report.replayed_spans,
+        replay_errors = report.replay_errors,
         "span store opened"
     );
     let traces = Arc::new(traces);
@@ -83,16 +87,26 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on --otlp-grpc-addr {}", args.otlp_grpc_addr))?;
     let otlp_grpc_addr = otlp_grpc.local_addr()?;
     let mut self_metrics = SelfMetrics::new(&store_metrics);
-    trace_metrics.register(self_metrics.registry_mut());
+    self_metrics.register(|r| trace_metrics.register(r));
     let state = AppState {
         db: db.clone(),
+        traces: traces.clone(),
+        span_metrics: Arc::new(lastmile_rules::SpanMetrics::new(
+            &lastmile_rules::span_metrics::DEFAULT_BUCKETS,
+            SPAN_METRICS_MAX_SERIES,
+        )),
         limits: config.limits(),
         metrics: Arc::new(self_metrics),
         rules,
         query: lastmile_query::promql::QueryOptions::default(),
         version: env!("CARGO_PKG_VERSION"),
-        traces: traces.clone(),
     };
+    // The demo's history goes in first, with span metrics at their own times.
+    let demo = match args.demo {
+        true => crate::demo::backfill(&state).await,
+        false => None,
+    };
+    let span_metrics_writer = tokio::spawn(span_metrics_loop(state.clone()));
     let app = lastmile_api::router(state.clone());
     let otlp_app = lastmile_api::otlp_http_router(state.clone());
 
@@ -106,10 +120,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "lastmile started"
     );
 
-    let upkeep = tokio::spawn(upkeep_loop(db.clone(), traces.clone()));
-    let demo = args
-        .demo
-        .then(|| tokio::spawn(crate::demo::run(db.clone())));
+    let upkeep = tokio::spawn(upkeep_loop(db.clone()));
+    let trace_upkeep = tokio::spawn(every(TRACE_UPKEEP_INTERVAL, "span store", {
+        let traces = traces.clone();
+        move || traces.maintain().map_err(|e| e.to_string())
+    }));
+    let demo = demo.map(|d| tokio::spawn(crate::demo::run(state.clone(), d)));
 
     // One signal stops all three servers.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -123,7 +139,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let main_server = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));
     let otlp_http_server =
         axum::serve(otlp_http, otlp_app).with_graceful_shutdown(stopped(stop_rx.clone()));
-    let otlp_grpc_server = lastmile_api::serve_otlp_grpc(otlp_grpc, state, stopped(stop_rx));
+    let otlp_grpc_server =
+        lastmile_api::serve_otlp_grpc(otlp_grpc, state.clone(), stopped(stop_rx));
     let (main, http, grpc) = tokio::join!(
         async { main_server.await },
         async { otlp_http_server.await },
@@ -135,35 +152,60 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     tracing::info!("shutting down: syncing the WALs");
     upkeep.abort();
+    trace_upkeep.abort();
+    span_metrics_writer.abort();
     if let Some(d) = demo {
         d.abort();
     }
     let closing = db.clone();
+    let closing_traces = traces.clone();
     tokio::task::spawn_blocking(move || {
         closing.close();
-        traces.close();
+        closing_traces.close();
     })
     .await
     .ok();
     Ok(())
 }
 
-async fn upkeep_loop(db: Arc<Db>, traces: Arc<TraceStore>) {
-    let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
+async fn upkeep_loop(db: Arc<Db>) {
+    every(UPKEEP_INTERVAL, "metrics store", move || {
+        db.maintain().map_err(|e| e.to_string())
+    })
+    .await
+}
+
+/// Writes span metrics into the metrics store every scrape interval.
+async fn span_metrics_loop(state: AppState) {
+    let mut tick = tokio::time::interval(SPAN_METRICS_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let db = db.clone();
-        match tokio::task::spawn_blocking(move || db.maintain()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "store upkeep failed; will retry"),
-            Err(e) => tracing::error!(error = %e, "store upkeep panicked"),
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        if let Err(e) = lastmile_api::spans::write_span_metrics(&state, now).await {
+            tracing::error!(error = %e, "writing span metrics failed; will retry");
         }
-        let traces = traces.clone();
-        match tokio::task::spawn_blocking(move || traces.maintain()).await {
+    }
+}
+
+/// Runs blocking upkeep work every `interval`, logging failures and carrying on.
+async fn every(
+    interval: Duration,
+    what: &'static str,
+    work: impl Fn() -> Result<(), String> + Clone + Send + 'static,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let work = work.clone();
+        match tokio::task::spawn_blocking(work).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "span store upkeep failed; will retry"),
-            Err(e) => tracing::error!(error = %e, "span store upkeep panicked"),
+            Ok(Err(e)) => tracing::error!(error = %e, store = what, "upkeep failed; will retry"),
+            Err(e) => tracing::error!(error = %e, store = what, "upkeep panicked"),
         }
     }
 }

@@ -203,6 +203,23 @@ fn check_metrics(server: &Lastmile, sent: &Sent) {
     );
 }
 
+/// The trace through the Tempo-compatible API, while the server runs.
+fn check_tempo(server: &Lastmile, sent: &Sent) {
+    let r = server.get(&format!("/api/traces/{}", sent.trace_id));
+    assert_eq!(r.status, 200, "trace {}: {}", sent.trace_id, r.text());
+    let text = r.text();
+    for (name, span_id) in &sent.spans {
+        assert!(
+            text.contains(&format!("\"spanId\":\"{span_id}\"")),
+            "{name} {span_id} not in {text}"
+        );
+        assert!(
+            text.contains(&format!("\"name\":\"{name}\"")),
+            "{name} not in {text}"
+        );
+    }
+}
+
 fn check_spans(store: &TraceStore, sent: &Sent) {
     let id = TraceId::parse_any(&sent.trace_id).unwrap();
     let batch = store
@@ -272,6 +289,7 @@ fn python_sdk_over_http_protobuf_http_json_and_grpc() {
     for (protocol, endpoint, run) in &runs {
         let s = send(&python, protocol, endpoint, run);
         check_metrics(&server, &s);
+        check_tempo(&server, &s);
         sent.push((*protocol, s));
     }
     let m = server.metrics_text();

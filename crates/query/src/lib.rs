@@ -3,6 +3,7 @@
 //! Today: series selectors (`match[]`), series, label names and values, exemplars and a
 //! raw export. The PromQL engine will live here too.
 
+pub mod correlate;
 mod error;
 pub mod metadata_queries;
 pub mod promql;

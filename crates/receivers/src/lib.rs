@@ -6,5 +6,6 @@
 //! error out. Receivers never touch storage; the API layer hands their batches on.
 
 pub mod demo;
+pub mod demo_traces;
 pub mod otlp;
 pub mod remote_write;

@@ -6,7 +6,7 @@
 //! (malformed, an id of the wrong length) stores nothing and is refused with a precise
 //! message. Items refused one by one (a span with an all-zero id, a delta-temporality sum,
 //! a sample the store finds out of order) are reported in OTLP's `partial_success`.
-//! Traces go to the trace store, metrics through the relabel rules into the metrics store
+//! Traces go to the span store (and span metrics), metrics through the relabel rules into the metrics store
 //! (as remote write does), logs to the log store; each answers once the write is durable.
 
 mod grpc;
@@ -167,10 +167,9 @@ pub async fn ingest_traces(
 ) -> Result<Accepted, IngestError> {
     let (batch, refused) = spans_from_request(req)?;
     if !batch.is_empty() {
-        st.traces
-            .append(&batch)
+        crate::spans::ingest_spans(st, &batch)
             .await
-            .map_err(|e| IngestError::Unavailable(format!("the trace store failed: {e}")))?;
+            .map_err(|e| IngestError::Unavailable(format!("the span store failed: {e}")))?;
     }
     Ok(accepted(
         st,

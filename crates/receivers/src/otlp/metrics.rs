@@ -22,9 +22,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use lastmile_model::batch::MAX_EXEMPLAR_LABELS_CHARS;
+use lastmile_model::batch::{MAX_EXEMPLAR_LABELS_CHARS, OwnedExemplar, OwnedSeries};
 use lastmile_model::{
-    BatchError, LabelRef, METRIC_NAME, MetadataRef, MetricType, STALE_NAN, Sample, WriteBatch,
+    BatchError, METRIC_NAME, MetadataRef, MetricType, STALE_NAN, Sample, WriteBatch,
 };
 
 use super::OtlpError;
@@ -45,21 +45,6 @@ const NO_RECORDED_VALUE: u32 = 1;
 type Pairs = Vec<(String, String)>;
 
 #[derive(Debug)]
-struct OwnedExemplar {
-    labels: Pairs,
-    t: i64,
-    v: f64,
-}
-
-#[derive(Debug)]
-struct OwnedSeries {
-    /// Sorted by name, names unique, no empty values.
-    labels: Pairs,
-    samples: Vec<Sample>,
-    exemplars: Vec<OwnedExemplar>,
-}
-
-#[derive(Debug)]
 struct OwnedMetadata {
     name: String,
     metric_type: MetricType,
@@ -71,6 +56,7 @@ struct OwnedMetadata {
 /// lends them out as the borrowed [`WriteBatch`] the store ingests.
 #[derive(Debug, Default)]
 pub struct MetricsBatch {
+    /// Labels sorted by name, names unique, no empty values.
     series: Vec<OwnedSeries>,
     index: HashMap<Pairs, usize>,
     metadata: Vec<OwnedMetadata>,
@@ -94,23 +80,7 @@ impl MetricsBatch {
 
     /// The series as a [`WriteBatch`] borrowing from `self`.
     pub fn write_batch(&self) -> Result<WriteBatch<'_>, BatchError> {
-        let mut b = WriteBatch::with_capacity(self.series.len(), self.num_samples());
-        let mut ex_labels: Vec<LabelRef<'_>> = Vec::new();
-        for s in &self.series {
-            b.begin_series();
-            for (n, v) in &s.labels {
-                b.push_label(n, v);
-            }
-            for smp in &s.samples {
-                b.push_sample(smp.t, smp.v);
-            }
-            for e in &s.exemplars {
-                ex_labels.clear();
-                ex_labels.extend(e.labels.iter().map(|(n, v)| LabelRef { name: n, value: v }));
-                b.push_exemplar(&ex_labels, e.t, e.v);
-            }
-            b.finish_series()?;
-        }
+        let mut b = WriteBatch::from_owned(&self.series)?;
         b.metadata = self
             .metadata
             .iter()
@@ -132,8 +102,7 @@ impl MetricsBatch {
             None => {
                 self.series.push(OwnedSeries {
                     labels: labels.clone(),
-                    samples: Vec::new(),
-                    exemplars: Vec::new(),
+                    ..Default::default()
                 });
                 self.index.insert(labels, self.series.len() - 1);
                 self.series.len() - 1
@@ -584,7 +553,7 @@ fn convert_exemplars(
         } else {
             (e.time_unix_nano / 1_000_000) as i64
         };
-        out.push((v, OwnedExemplar { labels, t, v }));
+        out.push((v, (labels, t, v)));
     }
     Ok(out)
 }

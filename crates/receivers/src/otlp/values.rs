@@ -1,6 +1,7 @@
 //! OTLP `AnyValue`s: into the model's attribute values, and into text the way the
 //! OpenTelemetry attribute rules (and Loki and Prometheus, which follow them) print them.
 
+use lastmile_model::trace_id::base64_encode as base64;
 use lastmile_model::{AttrValue, KeyValue};
 
 use super::proto::common::{AnyValue, KeyValue as ProtoKeyValue, any_value::Value};
@@ -85,28 +86,6 @@ pub fn double_text(d: f64) -> String {
     }
 }
 
-/// Standard base64 with padding (how OpenTelemetry prints bytes values).
-pub fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,14 +131,5 @@ mod tests {
             })),
         };
         assert_eq!(any_value_text(&map), r#"{"a":["x",1.5],"b":-42}"#);
-    }
-
-    #[test]
-    fn base64_matches_the_standard_alphabet() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(&[0xfb, 0xff]), "+/8=");
     }
 }
