@@ -7,19 +7,22 @@
 
 pub mod alloc_meter;
 pub mod chunk;
+pub mod otlp;
 pub mod promql;
 pub mod remote_write;
 pub mod seeds;
 pub mod wal;
 
 /// Names of the fuzz targets, as in `Cargo.toml` and the `seeds/` and `regressions/` folders.
-pub const TARGETS: [&str; 6] = [
+pub const TARGETS: [&str; 8] = [
     "remote_write_decode",
     "remote_write_body",
     "wal_frames",
     "wal_record",
     "chunk_decode",
     "promql_query",
+    "otlp_protobuf",
+    "otlp_json",
 ];
 
 /// Runs the harness of `target` on one input.
@@ -31,6 +34,8 @@ pub fn run(target: &str, data: &[u8]) {
         "wal_record" => wal::record(data),
         "chunk_decode" => chunk::decode(data),
         "promql_query" => promql::query(data),
+        "otlp_protobuf" => otlp::protobuf(data),
+        "otlp_json" => otlp::json(data),
         _ => panic!("unknown fuzz target {target:?}"),
     }
 }

@@ -224,6 +224,7 @@ fn chunk_recipe() -> Vec<u8> {
 /// Every seed, valid for its target.
 pub fn all(scratch: &Path) -> Vec<Seed> {
     let mut seeds: Vec<Seed> = Vec::new();
+    seeds.extend(crate::otlp::seeds());
     let (basic, full, unusual) = (basic_request(), full_request(), unusual_fields_request());
     for (name, req) in [
         ("basic", &basic),

@@ -52,6 +52,11 @@ fn fresh_seeds_are_valid() {
                 head.replay_frame(data, &mut aliases)
                     .unwrap_or_else(|e| panic!("{name}: {e}"));
             }
+            "otlp_protobuf" | "otlp_json" => {
+                let n = lastmile_fuzz::otlp::seed_items(*target == "otlp_json", data)
+                    .unwrap_or_else(|e| panic!("{target}/{name}: {e}"));
+                assert!(n >= 1, "{target}/{name}: no items");
+            }
             "promql_query" => {
                 let q = std::str::from_utf8(data).unwrap();
                 lastmile_query::promql::parse(q).unwrap_or_else(|e| panic!("{name}: {e}"));
