@@ -291,7 +291,7 @@ async fn run_all(args: IngestArgs) -> anyhow::Result<()> {
 
 /// Waits until other processes use (nearly) no CPU for a 2-second window, at most `max`.
 /// Err(cores used by others) if the machine stayed busy.
-async fn wait_for_idle(max: Duration) -> Result<(), f64> {
+pub(crate) async fn wait_for_idle(max: Duration) -> Result<(), f64> {
     const WINDOW: Duration = Duration::from_secs(2);
     const IDLE_CORES: f64 = 0.15;
     let started = std::time::Instant::now();

@@ -17,8 +17,10 @@ pub mod load;
 pub mod measure;
 pub mod report;
 pub mod servers;
+pub mod spans;
 
 pub use servers::ServerKind;
+pub use spans::SpansArgs;
 
 /// Flags of `lastmile bench ingest`.
 #[derive(Args, Debug, Clone)]
@@ -152,10 +154,12 @@ pub struct IngestArgs {
 
 pub enum BenchCommand {
     Ingest(IngestArgs),
+    Spans(SpansArgs),
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Ingest(args) => ingest::run(args).await,
+        BenchCommand::Spans(args) => spans::run(args).await,
     }
 }

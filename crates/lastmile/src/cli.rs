@@ -127,12 +127,16 @@ pub enum BenchKind {
     /// Remote-write ingest: samples/s, CPU, RSS per series and disk bytes per sample for
     /// lastmile, VictoriaMetrics and Prometheus under the same load.
     Ingest(lastmile_bench::IngestArgs),
+    /// Span ingest over OTLP/HTTP protobuf: spans/s, spans per CPU-second, RSS, span store
+    /// bytes per span, trace-by-id latency (lastmile alone: no peer trace backend here).
+    Spans(lastmile_bench::SpansArgs),
 }
 
 impl From<BenchArgs> for lastmile_bench::BenchCommand {
     fn from(a: BenchArgs) -> Self {
         match a.kind {
             BenchKind::Ingest(i) => lastmile_bench::BenchCommand::Ingest(i),
+            BenchKind::Spans(s) => lastmile_bench::BenchCommand::Spans(s),
         }
     }
 }

@@ -633,7 +633,7 @@ fn older_json(req: &ExportMetricsServiceRequest) -> String {
 
 #[test]
 fn grpc_refuses_bad_ids_and_reports_partial_success() {
-    use lastmile_receivers::otlp::proto::trace_service::trace_service_client::TraceServiceClient;
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
     let dir = TestDir::new();
     let mut server = Lastmile::start(&dir);
     let endpoint = format!("http://{}", server.otlp_grpc);
