@@ -11,10 +11,11 @@ pub mod otlp;
 pub mod promql;
 pub mod remote_write;
 pub mod seeds;
+pub mod spans;
 pub mod wal;
 
 /// Names of the fuzz targets, as in `Cargo.toml` and the `seeds/` and `regressions/` folders.
-pub const TARGETS: [&str; 8] = [
+pub const TARGETS: [&str; 9] = [
     "remote_write_decode",
     "remote_write_body",
     "wal_frames",
@@ -23,6 +24,7 @@ pub const TARGETS: [&str; 8] = [
     "promql_query",
     "otlp_protobuf",
     "otlp_json",
+    "span_record",
 ];
 
 /// Runs the harness of `target` on one input.
@@ -36,6 +38,7 @@ pub fn run(target: &str, data: &[u8]) {
         "promql_query" => promql::query(data),
         "otlp_protobuf" => otlp::protobuf(data),
         "otlp_json" => otlp::json(data),
+        "span_record" => spans::record(data),
         _ => panic!("unknown fuzz target {target:?}"),
     }
 }
