@@ -278,7 +278,7 @@ fn build(a: &SpansArgs) -> Workload {
         for _ in 0..n {
             let svc = rng.below(a.services) as usize;
             let spans = trace(&mut rng, a.spans_per_trace, end_ns);
-            if t % probe_every == 0 && (w.probes.len() as u64) < a.lookups {
+            if t.is_multiple_of(probe_every) && (w.probes.len() as u64) < a.lookups {
                 let id: String = spans[0]
                     .trace_id
                     .iter()
