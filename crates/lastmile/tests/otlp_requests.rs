@@ -635,7 +635,7 @@ fn older_json(req: &ExportMetricsServiceRequest) -> String {
 fn grpc_refuses_bad_ids_and_reports_partial_success() {
     use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
     let dir = TestDir::new();
-    let mut server = Lastmile::start(&dir);
+    let mut server = Lastmile::start_with_config(&dir, LIMITS);
     let endpoint = format!("http://{}", server.otlp_grpc);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -656,6 +656,16 @@ fn grpc_refuses_bad_ids_and_reports_partial_success() {
         let ps = resp.partial_success.expect("partial_success");
         assert_eq!(ps.rejected_spans, 1);
         assert!(ps.error_message.contains("spans[1]"), "{}", ps.error_message);
+
+        // A gzip bomb: 8 MiB of one attribute, a few kB on the wire, over the 4 MiB
+        // decompressed limit.
+        let mut big = span(&id(0xd4), &[4; 8], "bomb");
+        big.attributes.push(kv("payload", &"a".repeat(8 << 20)));
+        let status = client
+            .export(traces("grpc", vec![big]))
+            .await
+            .expect_err("a message over the limit must be refused");
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
     });
     let m = server.metrics_text();
     assert_eq!(
@@ -670,6 +680,7 @@ fn grpc_refuses_bad_ids_and_reports_partial_success() {
     let store = open_span_store(&server);
     assert!(store.trace(TraceId(id(0xd1))).unwrap().is_none());
     assert!(store.trace(TraceId(id(0xd3))).unwrap().is_some());
+    assert!(store.trace(TraceId(id(0xd4))).unwrap().is_none());
 }
 
 #[test]
