@@ -2,7 +2,6 @@
 
 mod correlate;
 mod error;
-mod home;
 mod otlp_json;
 mod params;
 mod process;
@@ -61,7 +60,6 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(home::page))
         .route("/api/v1/write", post(remote_write::handle))
         .route(
             "/api/v1/query",
@@ -106,6 +104,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(self_metrics::render))
         .route("/-/healthy", get(|| async { "lastmile is Healthy.\n" }))
         .route("/-/ready", get(|| async { "lastmile is Ready.\n" }))
+        // The web UI: its pages (`/`, `/traces/{id}`, …) and embedded assets.
+        .merge(lastmile_ui::router())
         .fallback(error::not_found)
         // Remote write enforces its own limit; others get axum's default.
         .layer(DefaultBodyLimit::disable())

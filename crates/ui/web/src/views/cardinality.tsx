@@ -1,0 +1,145 @@
+// Cardinality: where the series come from (top metrics, label names by distinct values,
+// label pairs), from /api/v1/status/tsdb; a metric's labels on click; and the guard's
+// overflow and limits once the rules engine reports them.
+import { type TsdbStatus, isNotAvailable, prom, rulesStatus, selfMetrics, useAsync } from '../api';
+import { fmtBytes, fmtDateTime, fmtNum } from '../format';
+import { Link, hrefKeepTime, setParams, useLoc } from '../router';
+import { Empty, ErrorBox, Loading, NotAvailable, Panel, Stat, useRefreshTick } from '../ui';
+
+function Bars(props: { rows: { name: string; value: number }[]; unit?: 'bytes'; link?: (name: string) => string; onPick?: (name: string) => void; testId?: string }) {
+  const max = Math.max(1, ...props.rows.map((r) => r.value));
+  return (
+    <table class="data bars" data-testid={props.testId}>
+      <tbody>
+        {props.rows.map((r) => (
+          <tr key={r.name}>
+            <td class="bar-name">
+              {props.onPick ? (
+                <button type="button" class="linkish mono" onClick={() => props.onPick!(r.name)}>
+                  {r.name}
+                </button>
+              ) : props.link ? (
+                <Link class="mono" href={props.link(r.name)}>
+                  {r.name}
+                </Link>
+              ) : (
+                <span class="mono">{r.name}</span>
+              )}
+            </td>
+            <td class="bar-cell">
+              <span class="hbar" style={{ width: `${(r.value / max) * 100}%` }} />
+            </td>
+            <td class="num">{props.unit === 'bytes' ? fmtBytes(r.value) : fmtNum(r.value)}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
+export function Cardinality() {
+  const { q } = useLoc();
+  const metric = q.get('metric');
+  const tick = useRefreshTick();
+  const st = useAsync<TsdbStatus>((s) => prom.tsdb(20, s), [tick]);
+  const self = useAsync((s) => selfMetrics(s), [tick]);
+  const rules = useAsync(async (s) => {
+    try {
+      return await rulesStatus(s);
+    } catch (e) {
+      if (isNotAvailable(e)) return null;
+      throw e;
+    }
+  }, [tick]);
+
+  const refused = (self.data ?? []).filter((m) => /(overflow|refused|rejected|dropped|limit)/.test(m.name) && !m.name.endsWith('_bucket'));
+  return (
+    <div class="page">
+      <div class="page-head">
+        <h1>Cardinality</h1>
+        <p class="sub">Which metrics and labels make the series, from the in-memory head (<code>/api/v1/status/tsdb</code>).</p>
+      </div>
+      {st.error && <ErrorBox error={st.error} what="TSDB status" />}
+      {!st.data && st.loading && <Loading what="TSDB status" />}
+      {st.data && (
+        <>
+          <div class="stats">
+            <Stat label="series in the head" value={fmtNum(st.data.headStats.numSeries)} testId="head-series" />
+            <Stat label="label pairs" value={fmtNum(st.data.headStats.numLabelPairs)} />
+            {st.data.headStats.numSamples !== undefined && <Stat label="samples in the head" value={fmtNum(st.data.headStats.numSamples)} />}
+            {st.data.headStats.chunkBytes !== undefined && <Stat label="chunk bytes" value={fmtBytes(st.data.headStats.chunkBytes)} />}
+            <Stat
+              label="head covers"
+              value={st.data.headStats.maxTime > st.data.headStats.minTime ? `${Math.round((st.data.headStats.maxTime - st.data.headStats.minTime) / 60000)} min` : '–'}
+              hint={`${fmtDateTime(st.data.headStats.minTime)} → ${fmtDateTime(st.data.headStats.maxTime)}`}
+            />
+          </div>
+          {metric && <MetricLabels metric={metric} />}
+          <div class="grid3">
+            <Panel title="Top metrics by series">
+              <Bars rows={st.data.seriesCountByMetricName} onPick={(n) => setParams({ metric: n })} testId="top-metrics" />
+            </Panel>
+            <Panel title="Label names by distinct values">
+              <Bars rows={st.data.labelValueCountByLabelName} testId="top-labels" />
+            </Panel>
+            <Panel title="Label pairs by series">
+              <Bars rows={st.data.seriesCountByLabelValuePair} />
+            </Panel>
+            <Panel title="Memory by label name">
+              <Bars rows={st.data.memoryInBytesByLabelName} unit="bytes" />
+            </Panel>
+          </div>
+        </>
+      )}
+      <Panel title="Guard: overflow and limits">
+        {refused.length > 0 && (
+          <table class="data">
+            <tbody>
+              {refused.map((m, i) => (
+                <tr key={i}>
+                  <td class="mono small">{m.name}{Object.keys(m.labels).length ? ` ${JSON.stringify(m.labels)}` : ''}</td>
+                  <td class="num">{fmtNum(m.value)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+        {rules.data === null && (
+          <NotAvailable feature="Cardinality limits">
+            <span>Per-metric budgets and label rules come with the rules engine (<code>/api/v1/status/rules</code>); this build has none.</span>
+          </NotAvailable>
+        )}
+        {rules.data && <pre class="json">{JSON.stringify(rules.data, null, 2)}</pre>}
+        {rules.error && <ErrorBox error={rules.error} what="rules status" />}
+      </Panel>
+    </div>
+  );
+}
+
+function MetricLabels(props: { metric: string }) {
+  const series = useAsync((s) => prom.series(props.metric, undefined, undefined, s), [props.metric]);
+  const counts = new Map<string, Set<string>>();
+  for (const s of series.data ?? []) for (const [k, v] of Object.entries(s)) if (k !== '__name__') (counts.get(k) ?? counts.set(k, new Set()).get(k)!).add(v);
+  const rows = [...counts].map(([name, vals]) => ({ name, value: vals.size })).sort((a, b) => b.value - a.value);
+  return (
+    <Panel
+      title={
+        <>
+          <span class="mono">{props.metric}</span>: {series.data ? `${fmtNum(series.data.length)} series` : '…'}
+        </>
+      }
+      actions={
+        <>
+          <Link href={hrefKeepTime('/explore', { q: props.metric, tab: 'table' })}>query</Link>
+          <button type="button" class="btn ghost small" onClick={() => setParams({ metric: null })}>
+            close
+          </button>
+        </>
+      }
+      testId="metric-labels"
+    >
+      {series.error && <ErrorBox error={series.error} what="series" />}
+      {series.data && (rows.length ? <Bars rows={rows} /> : <Empty>No labels besides the name.</Empty>)}
+    </Panel>
+  );
+}
