@@ -4,12 +4,15 @@
 #
 #   prometheus        differential peer of the remote-write interop test
 #   victoria-metrics  peer of `lastmile bench ingest`
+#   chromium          the browser of the web UI's end-to-end tests (driven by playwright-core,
+#                     which scripts/ui-e2e.sh installs from npm; playwright's own browser
+#                     download does not work here)
 #
 # Debian's packages ship init scripts; installing them must not leave a service running
 # (nothing here needs one: tests start their own instances on free ports).
 set -euo pipefail
 
-PACKAGES=(prometheus victoria-metrics)
+PACKAGES=(prometheus victoria-metrics chromium)
 
 log() { printf '[install-test-deps] %s\n' "$*"; }
 
@@ -92,10 +95,10 @@ for svc in prometheus victoria-metrics; do
     fi
 done
 
-for bin in prometheus victoria-metrics; do
+for bin in prometheus victoria-metrics chromium; do
     if ! command -v "$bin" >/dev/null 2>&1; then
         log "$bin is still missing after the install" >&2
         exit 1
     fi
 done
-log "ready: $(prometheus --version 2>&1 | head -n1); victoria-metrics $(dpkg-query -W -f='${Version}' victoria-metrics)"
+log "ready: $(prometheus --version 2>&1 | head -n1); victoria-metrics $(dpkg-query -W -f='${Version}' victoria-metrics); chromium $(dpkg-query -W -f='${Version}' chromium)"
