@@ -93,6 +93,7 @@ export interface TsdbStatus {
   labelValueCountByLabelName: { name: string; value: number }[];
   memoryInBytesByLabelName: { name: string; value: number }[];
   seriesCountByLabelValuePair: { name: string; value: number }[];
+  cardinalityGuard?: CardinalityGuard | null;
   blocks?: { ulid?: string; id?: string; minTime: number; maxTime: number; numSeries?: number; numSamples?: number; bytes?: number; sizeBytes?: number; level?: number }[];
   [k: string]: unknown;
 }
@@ -354,8 +355,64 @@ export const goRuntime = {
     (await getJSON<{ data: Profile }>(`/api/v1/go-runtime/profiles/${encodeURIComponent(id)}`, {}, signal)).data,
 };
 
+// The rule engine's status (`/api/v1/status/rules`) and the cardinality guard's part of
+// `/api/v1/status/tsdb`. Every field optional: the UI shows what a build reports.
+export interface MetricCardinality {
+  metric: string;
+  series: number;
+  createdLastHour: number;
+  budget: number;
+}
+export interface GuardOverflow {
+  metric: string;
+  samples: number;
+  seriesRefused: number;
+  limit: string;
+  budget: number;
+}
+export interface LimitingRule {
+  rule: string;
+  what: string;
+  detail: string;
+  count: number;
+}
+export interface CardinalityGuard {
+  seriesByMetricLastHour?: MetricCardinality[];
+  growthLastHour?: MetricCardinality[];
+  limits?: LimitingRule[];
+  overflow?: GuardOverflow[];
+  maxSeries?: number;
+  trackedSeries?: number;
+}
+export interface RuleVersion {
+  version: number;
+  sourceHash?: string;
+  loadedAtMs?: number;
+  sources?: string[];
+  rules?: Record<string, unknown>;
+  outcomes?: Record<string, number>;
+}
+export interface RulesStatus {
+  stable?: RuleVersion;
+  canary?: (RuleVersion & { fraction: number }) | null;
+  comparison?: Record<string, [number, number]> | null;
+  lastReload?: {
+    timeMs: number;
+    success: boolean;
+    version?: number | null;
+    error?: { loc?: { file?: string; line?: number; column?: number } | string; message?: string } | string | null;
+    durationSeconds?: number;
+    testsPassed?: number;
+  } | null;
+  reloads?: { successes: number; failures: number };
+  cardinality?: { maxSeries?: number; maxSeriesPerMetric?: number; trackedSeries?: number; totals?: Record<string, number>; overflow?: GuardOverflow[] };
+  limits?: LimitingRule[];
+  naming?: { mode?: string | null; violations?: Record<string, number>; metrics?: { metric: string; violations: string[]; series: number }[] };
+  sampling?: Record<string, unknown> & { policies?: Record<string, { kept: number; dropped: number; keep: string }> };
+}
+
 export const rulesStatus = async (signal?: AbortSignal) =>
-  (await getJSON<{ data: Record<string, unknown> }>('/api/v1/status/rules', {}, signal)).data;
+  (await getJSON<{ data: RulesStatus }>('/api/v1/status/rules', {}, signal)).data;
 
 export const configStatus = async (signal?: AbortSignal) =>
   (await getJSON<{ data: { yaml: string } }>('/api/v1/status/config', {}, signal)).data;

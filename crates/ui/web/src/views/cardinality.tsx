@@ -1,7 +1,7 @@
 // Cardinality: where the series come from (top metrics, label names by distinct values,
 // label pairs), from /api/v1/status/tsdb; a metric's labels on click; and the guard's
 // overflow and limits once the rules engine reports them.
-import { type TsdbStatus, isNotAvailable, prom, rulesStatus, selfMetrics, useAsync } from '../api';
+import { type CardinalityGuard, type SelfSample, type TsdbStatus, prom, selfMetrics, useAsync } from '../api';
 import { fmtBytes, fmtDateTime, fmtNum } from '../format';
 import { Link, hrefKeepTime, setParams, useLoc } from '../router';
 import { Empty, ErrorBox, Loading, NotAvailable, Panel, Stat, useRefreshTick } from '../ui';
@@ -43,15 +43,6 @@ export function Cardinality() {
   const tick = useRefreshTick();
   const st = useAsync<TsdbStatus>((s) => prom.tsdb(20, s), [tick]);
   const self = useAsync((s) => selfMetrics(s), [tick]);
-  const rules = useAsync(async (s) => {
-    try {
-      return await rulesStatus(s);
-    } catch (e) {
-      if (isNotAvailable(e)) return null;
-      throw e;
-    }
-  }, [tick]);
-
   const refused = (self.data ?? []).filter((m) => /(overflow|refused|rejected|dropped|limit)/.test(m.name) && !m.name.endsWith('_bucket'));
   return (
     <div class="page">
@@ -91,27 +82,7 @@ export function Cardinality() {
           </div>
         </>
       )}
-      <Panel title="Guard: overflow and limits">
-        {refused.length > 0 && (
-          <table class="data">
-            <tbody>
-              {refused.map((m, i) => (
-                <tr key={i}>
-                  <td class="mono small">{m.name}{Object.keys(m.labels).length ? ` ${JSON.stringify(m.labels)}` : ''}</td>
-                  <td class="num">{fmtNum(m.value)}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        )}
-        {rules.data === null && (
-          <NotAvailable feature="Cardinality limits">
-            <span>Per-metric budgets and label rules come with the rules engine (<code>/api/v1/status/rules</code>); this build has none.</span>
-          </NotAvailable>
-        )}
-        {rules.data && <pre class="json">{JSON.stringify(rules.data, null, 2)}</pre>}
-        {rules.error && <ErrorBox error={rules.error} what="rules status" />}
-      </Panel>
+      {st.data && <Guard guard={st.data.cardinalityGuard} refused={refused} />}
     </div>
   );
 }
@@ -140,6 +111,129 @@ function MetricLabels(props: { metric: string }) {
     >
       {series.error && <ErrorBox error={series.error} what="series" />}
       {series.data && (rows.length ? <Bars rows={rows} /> : <Empty>No labels besides the name.</Empty>)}
+    </Panel>
+  );
+}
+
+/** The cardinality guard (rule engine): budgets, overflow, growth and the rules at work. */
+function Guard(props: { guard?: CardinalityGuard | null; refused: SelfSample[] }) {
+  const g = props.guard;
+  if (!g) {
+    return (
+      <Panel title="Cardinality guard">
+        <NotAvailable feature="Cardinality budgets and overflow">
+          <span>
+            Series budgets, overflow counts and the label rules that limit series come with the rule engine; this build's{' '}
+            <code>/api/v1/status/tsdb</code> reports no <code>cardinalityGuard</code>.
+          </span>
+        </NotAvailable>
+      </Panel>
+    );
+  }
+  const overflow = g.overflow ?? [];
+  const limits = g.limits ?? [];
+  const growth = (g.growthLastHour ?? []).filter((m) => m.createdLastHour > 0);
+  return (
+    <Panel title="Cardinality guard" testId="guard">
+      <div class="stats">
+        <Stat label="series tracked" value={fmtNum(g.trackedSeries)} />
+        <Stat label="global budget" value={g.maxSeries ? fmtNum(g.maxSeries) : 'none'} />
+        <Stat
+          label="samples refused (overflow)"
+          value={fmtNum(overflow.reduce((a, o) => a + o.samples, 0))}
+          tone={overflow.length ? 'bad' : 'good'}
+        />
+        <Stat label="rules at work" value={fmtNum(limits.length)} />
+      </div>
+      <div class="grid2">
+        <div>
+          <h3>Overflow: refused, counted, never silent</h3>
+          {overflow.length ? (
+            <table class="data" data-testid="overflow">
+              <thead>
+                <tr>
+                  <th>Metric</th>
+                  <th>Limit</th>
+                  <th class="num">Budget</th>
+                  <th class="num">Series refused</th>
+                  <th class="num">Samples refused</th>
+                </tr>
+              </thead>
+              <tbody>
+                {overflow.map((o) => (
+                  <tr key={o.metric}>
+                    <td class="mono small">{o.metric}</td>
+                    <td>{o.limit}</td>
+                    <td class="num">{fmtNum(o.budget)}</td>
+                    <td class="num">{fmtNum(o.seriesRefused)}</td>
+                    <td class="num bad-text">{fmtNum(o.samples)}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          ) : (
+            <Empty>No metric is over its budget.</Empty>
+          )}
+          <h3>Rules limiting series</h3>
+          {limits.length ? (
+            <table class="data">
+              <tbody>
+                {limits.map((l, i) => (
+                  <tr key={i}>
+                    <td>
+                      <b>{l.rule}</b>
+                      <div class="muted small">{l.detail}</div>
+                    </td>
+                    <td class="mono small">{l.what}</td>
+                    <td class="num">{fmtNum(l.count)}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          ) : (
+            <Empty>No rule has had to act.</Empty>
+          )}
+        </div>
+        <div>
+          <h3>New series in the last hour</h3>
+          {growth.length ? (
+            <table class="data bars">
+              <tbody>
+                {growth.map((m) => (
+                  <tr key={m.metric}>
+                    <td class="bar-name mono">{m.metric}</td>
+                    <td class="bar-cell">
+                      <span class="hbar" style={{ width: `${Math.min(100, (m.series / Math.max(1, m.budget || m.series)) * 100)}%` }} title={m.budget ? `${m.series} of a budget of ${m.budget}` : undefined} />
+                    </td>
+                    <td class="num">+{fmtNum(m.createdLastHour)}</td>
+                    <td class="num muted">{m.budget ? `${fmtNum(m.series)} / ${fmtNum(m.budget)}` : fmtNum(m.series)}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          ) : (
+            <Empty>No metric gained series in the last hour.</Empty>
+          )}
+          {props.refused.length > 0 && (
+            <>
+              <h3>Refused at ingest (self-metrics)</h3>
+              <table class="data">
+                <tbody>
+                  {props.refused.map((m, i) => (
+                    <tr key={i}>
+                      <td class="mono small">
+                        {m.name}
+                        {Object.keys(m.labels).length ? ` ${JSON.stringify(m.labels)}` : ''}
+                      </td>
+                      <td class="num">{fmtNum(m.value)}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </>
+          )}
+        </div>
+      </div>
     </Panel>
   );
 }

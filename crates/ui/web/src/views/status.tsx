@@ -2,9 +2,9 @@
 // effective configuration and the rules version, each where this build serves it.
 import { Fragment } from 'preact';
 
-import { type SelfSample, configStatus, isNotAvailable, prom, rulesStatus, selfMetrics, useAsync } from '../api';
-import { fmtBytes, fmtDateTime, fmtNum, fmtSeconds } from '../format';
-import { ErrorBox, Loading, NotAvailable, Panel, Stat, useRefreshTick } from '../ui';
+import { type Async, type RulesStatus, type SelfSample, configStatus, isNotAvailable, prom, rulesStatus, selfMetrics, useAsync } from '../api';
+import { fmtAgo, fmtBytes, fmtDateTime, fmtNum, fmtPct, fmtSeconds } from '../format';
+import { Empty, ErrorBox, Loading, NotAvailable, Panel, Stat, useRefreshTick } from '../ui';
 
 function optional<T>(f: (s: AbortSignal) => Promise<T>) {
   return async (s: AbortSignal): Promise<T | null> => {
@@ -152,17 +152,155 @@ export function Status() {
         {config.data && <pre class="config" data-testid="config">{config.data.yaml}</pre>}
         {config.error && <ErrorBox error={config.error} what="configuration" />}
       </Panel>
-      <Panel title="Rules">
-        {rules.data === null && (
-          <NotAvailable feature="Rules status">
-            <span>
-              The rule engine's version and last reload appear here once this build serves <code>/api/v1/status/rules</code>.
-            </span>
-          </NotAvailable>
-        )}
-        {rules.data && <pre class="json">{JSON.stringify(rules.data, null, 2)}</pre>}
-        {rules.error && <ErrorBox error={rules.error} what="rules status" />}
-      </Panel>
+      <Rules a={rules} />
     </div>
+  );
+}
+
+function reloadError(e: NonNullable<NonNullable<RulesStatus['lastReload']>['error']>): string {
+  if (typeof e === 'string') return e;
+  const loc = e.loc;
+  const where = typeof loc === 'string' ? loc : loc ? [loc.file, loc.line, loc.column].filter((x) => x !== undefined && x !== '').join(':') : '';
+  return where ? `${where}: ${e.message ?? ''}` : (e.message ?? JSON.stringify(e));
+}
+
+/** The rule engine: the version in force, a canary, the last reload and what the rules did. */
+function Rules(props: { a: Async<RulesStatus | null> }) {
+  const { a } = props;
+  if (a.error) return <ErrorBox error={a.error} what="rules status" />;
+  if (a.data === null)
+    return (
+      <Panel title="Rules">
+        <NotAvailable feature="Rules status">
+          <span>
+            The rule engine's version and last reload appear here once this build serves <code>/api/v1/status/rules</code>.
+          </span>
+        </NotAvailable>
+      </Panel>
+    );
+  if (!a.data) return <Loading what="rules status" />;
+  const r = a.data;
+  const last = r.lastReload;
+  const out = r.stable?.outcomes ?? {};
+  const naming = Object.entries(r.naming?.violations ?? {}).filter(([, n]) => n > 0);
+  const policies = Object.entries(r.sampling?.policies ?? {});
+  return (
+    <Panel title="Rules" testId="rules">
+      <div class="stats">
+        <Stat label="version in force" value={r.stable ? `v${r.stable.version}` : '–'} hint={r.stable?.sourceHash} testId="rules-version" />
+        <Stat label="loaded" value={r.stable?.loadedAtMs ? fmtAgo(r.stable.loadedAtMs) : '–'} hint={r.stable?.loadedAtMs ? fmtDateTime(r.stable.loadedAtMs) : undefined} />
+        <Stat
+          label="last reload"
+          value={last ? (last.success ? 'ok' : 'failed') : 'none yet'}
+          tone={last ? (last.success ? 'good' : 'bad') : undefined}
+          hint={last ? fmtDateTime(last.timeMs) : undefined}
+        />
+        <Stat label="reloads ok / failed" value={r.reloads ? `${r.reloads.successes} / ${r.reloads.failures}` : '–'} />
+        {r.canary && <Stat label={`canary v${r.canary.version}`} value={fmtPct(r.canary.fraction)} tone="warn" hint="share of streams on the canary" />}
+      </div>
+      {last && !last.success && last.error && (
+        <div class="error-box" role="alert">
+          <b>The last reload was refused; the rules in force stay.</b>
+          <span>{reloadError(last.error)}</span>
+        </div>
+      )}
+      {last?.success && (
+        <p class="muted small">
+          Last reload {fmtAgo(last.timeMs)}: v{last.version}, {last.testsPassed ?? 0} rule tests passed, {fmtSeconds(last.durationSeconds)}.
+        </p>
+      )}
+      <div class="grid2">
+        <div>
+          <h3>Sources</h3>
+          {r.stable?.sources?.length ? (
+            <ul class="plain mono small">
+              {r.stable.sources.map((s) => (
+                <li key={s}>{s}</li>
+              ))}
+            </ul>
+          ) : (
+            <Empty>No rules files: the defaults apply.</Empty>
+          )}
+          <h3>What the rules did (v{r.stable?.version})</h3>
+          <table class="data">
+            <tbody>
+              {Object.entries(out)
+                .filter(([, v]) => typeof v === 'number' && v > 0)
+                .map(([k, v]) => (
+                  <tr key={k}>
+                    <td>{k.replace(/([A-Z])/g, ' $1').toLowerCase()}</td>
+                    <td class="num">{/ratio$/i.test(k) ? fmtPct(v) : fmtNum(v)}</td>
+                  </tr>
+                ))}
+            </tbody>
+          </table>
+        </div>
+        <div>
+          {r.comparison && (
+            <>
+              <h3>Stable vs canary</h3>
+              <table class="data">
+                <thead>
+                  <tr>
+                    <th />
+                    <th class="num">stable</th>
+                    <th class="num">canary</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {Object.entries(r.comparison).map(([k, [a, b]]) => (
+                    <tr key={k}>
+                      <td>{k.replace(/([A-Z])/g, ' $1').toLowerCase()}</td>
+                      <td class="num">{fmtPct(a)}</td>
+                      <td class="num">{fmtPct(b)}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </>
+          )}
+          <h3>Naming contract{r.naming?.mode ? ` (${r.naming.mode})` : ''}</h3>
+          {naming.length ? (
+            <table class="data">
+              <tbody>
+                {naming.map(([k, n]) => (
+                  <tr key={k}>
+                    <td>{k}</td>
+                    <td class="num">{fmtNum(n)}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          ) : (
+            <Empty>No naming violations.</Empty>
+          )}
+          {policies.length > 0 && (
+            <>
+              <h3>Tail sampling</h3>
+              <table class="data">
+                <thead>
+                  <tr>
+                    <th>Policy</th>
+                    <th>Keeps</th>
+                    <th class="num">Kept</th>
+                    <th class="num">Dropped</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {policies.map(([name, p]) => (
+                    <tr key={name}>
+                      <td>{name}</td>
+                      <td>{p.keep}</td>
+                      <td class="num">{fmtNum(p.kept)}</td>
+                      <td class="num">{fmtNum(p.dropped)}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </>
+          )}
+        </div>
+      </div>
+    </Panel>
   );
 }
