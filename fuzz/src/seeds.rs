@@ -312,5 +312,12 @@ pub fn all(scratch: &Path) -> Vec<Seed> {
     ] {
         seeds.push(("promql_query", name.into(), q.as_bytes().to_vec()));
     }
+    // Span records: a few seconds of the demo fleet's traces (nested spans, errors,
+    // several resources), encoded as the span store's WAL writes them.
+    let (spans, _) = lastmile_receivers::demo_traces::DemoTraces::new(3)
+        .generate(1_700_000_000_000, 1_700_000_003_000);
+    let mut record = Vec::new();
+    lastmile_trace_store::codec::put_batch(&mut record, &spans);
+    seeds.push(("span_record", "demo_three_seconds".into(), record));
     seeds
 }

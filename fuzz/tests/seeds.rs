@@ -52,6 +52,13 @@ fn fresh_seeds_are_valid() {
                 head.replay_frame(data, &mut aliases)
                     .unwrap_or_else(|e| panic!("{name}: {e}"));
             }
+            "span_record" => {
+                let batch = lastmile_trace_store::codec::get_batch(
+                    &mut lastmile_store::codec::Decoder::new(data),
+                )
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert!(batch.span_count() > 0, "{name}: no spans");
+            }
             "promql_query" => {
                 let q = std::str::from_utf8(data).unwrap();
                 lastmile_query::promql::parse(q).unwrap_or_else(|e| panic!("{name}: {e}"));

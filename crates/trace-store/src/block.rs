@@ -31,6 +31,9 @@ use crate::head::{Group, Head, Interner};
 use crate::search::{SummaryBuilder, TraceQuery, TraceSummary};
 
 const MAGIC: &[u8; 8] = b"LMSPAN01";
+
+/// A span with the resource and scope it belongs to.
+pub type GroupedSpan = (Arc<Group>, Span);
 const PAGE_TARGET: usize = 64 << 10;
 /// A page larger than this is corruption: the writer never makes one.
 const MAX_PAGE_RAW: usize = 64 << 20;
@@ -469,7 +472,7 @@ impl Block {
     }
 
     /// Decodes spans `first..first + count` (they may straddle pages).
-    fn spans(&self, first: u32, count: u32) -> Result<Vec<(Arc<Group>, Span)>, StoreError> {
+    fn spans(&self, first: u32, count: u32) -> Result<Vec<GroupedSpan>, StoreError> {
         let mut out = Vec::with_capacity(count as usize);
         let mut p = self.page_of(first);
         while (out.len() as u32) < count && p < self.footer.n_pages as usize {
@@ -485,6 +488,17 @@ impl Block {
                 n += 1;
             }
             p += 1;
+        }
+        Ok(out)
+    }
+
+    /// Every span of page `p`.
+    fn decode_page(&self, p: usize) -> Result<Vec<GroupedSpan>, StoreError> {
+        let raw = self.page(p)?;
+        let mut d = Decoder::new(&raw);
+        let mut out = Vec::new();
+        while d.pos < raw.len() {
+            out.push(self.decode_one(&mut d)?);
         }
         Ok(out)
     }
@@ -513,7 +527,7 @@ impl Block {
         None
     }
 
-    pub fn trace(&self, id: TraceId) -> Result<Vec<(Arc<Group>, Span)>, StoreError> {
+    pub fn trace(&self, id: TraceId) -> Result<Vec<GroupedSpan>, StoreError> {
         match self.find_trace(id) {
             Some((first, count)) => self.spans(first, count),
             None => Ok(Vec::new()),
@@ -525,26 +539,33 @@ impl Block {
             return Ok(Vec::new());
         }
         let mut out = Vec::new();
+        // Candidates come in span order, so the decoded page is usually the one needed.
+        let mut page_cache: Option<(usize, u32, Vec<GroupedSpan>)> = None;
         for t in 0..self.footer.n_traces as usize {
             let (trace_id, first, count) = self.trace_entry(t);
             let mut b = SummaryBuilder::default();
             let mut candidates = Vec::new();
             for i in first..first.saturating_add(count) {
                 let r = self.row(i as usize);
-                let service = self.strings.get(le_u32(r, 0));
-                let name = self.strings.get(le_u32(r, 4));
+                let (service_id, name_id) = (le_u32(r, 0), le_u32(r, 4));
                 let start = le_u64(r, 8);
                 let flags = r[24];
                 let status = StatusCode::from_i32((flags & 3) as i32);
                 b.add(
-                    service,
-                    name,
+                    service_id,
+                    name_id,
                     start,
                     start.saturating_add(le_u64(r, 16)),
                     status,
                     flags & 4 != 0,
                 );
-                if q.has_span_conditions() && q.row_matches(service, name, status) {
+                if q.has_span_conditions()
+                    && q.row_matches(
+                        self.strings.get(service_id),
+                        self.strings.get(name_id),
+                        status,
+                    )
+                {
                     candidates.push(i);
                 }
             }
@@ -558,8 +579,15 @@ impl Block {
             } else {
                 let mut hit = false;
                 for i in candidates {
-                    if let Some((g, span)) = self.spans(i, 1)?.pop()
-                        && q.tags_match(&g.resource, &span)
+                    let p = self.page_of(i);
+                    if page_cache.as_ref().is_none_or(|c| c.0 != p) {
+                        page_cache = Some((p, self.page_entry(p).0, self.decode_page(p)?));
+                    }
+                    let Some((_, first, spans)) = &page_cache else {
+                        continue;
+                    };
+                    if let Some((g, span)) = spans.get((i - first) as usize)
+                        && q.tags_match(&g.resource, span)
                     {
                         hit = true;
                         break;
@@ -568,7 +596,7 @@ impl Block {
                 hit
             };
             if hit {
-                out.push(b.finish(trace_id));
+                out.push(b.finish(trace_id, |id| self.strings.get(id)));
             }
         }
         Ok(out)

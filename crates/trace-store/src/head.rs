@@ -191,8 +191,8 @@ impl Head {
                 let service = self.strings.get(group.service);
                 let name = self.strings.get(row.name);
                 b.add(
-                    service,
-                    name,
+                    group.service,
+                    row.name,
                     row.start_ns,
                     row.start_ns.saturating_add(row.duration_ns),
                     row.status,
@@ -204,7 +204,7 @@ impl Head {
             }
             if span_hit && q.time_overlaps(b.start(), b.end()) && q.duration_ok(b.end() - b.start())
             {
-                out.push(b.finish(*trace_id));
+                out.push(b.finish(*trace_id, |id| self.strings.get(id)));
             }
         }
         Ok(out)

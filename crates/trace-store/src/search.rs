@@ -92,22 +92,24 @@ pub struct TraceSummary {
     pub services: Vec<(String, u32)>,
 }
 
-/// Builds a summary from a trace's span rows, in any order.
+/// Builds a summary from a trace's span rows, in any order. Service and span names are
+/// ids into the caller's string table, resolved only for traces that make the result.
 #[derive(Default)]
 pub(crate) struct SummaryBuilder {
     start: u64,
     end: u64,
-    root: Option<(bool, u64, String, String)>,
+    /// (is root, start, service id, name id) of the best root candidate.
+    root: Option<(bool, u64, u32, u32)>,
     spans: u32,
     errors: u32,
-    services: Vec<(String, u32)>,
+    services: Vec<(u32, u32)>,
 }
 
 impl SummaryBuilder {
     pub fn add(
         &mut self,
-        service: &str,
-        name: &str,
+        service: u32,
+        name: u32,
         start: u64,
         end: u64,
         status: StatusCode,
@@ -125,16 +127,16 @@ impl SummaryBuilder {
             self.errors += 1;
         }
         // A root beats any non-root; among equals the earliest start wins.
-        let better = match &self.root {
+        let better = match self.root {
             None => true,
-            Some((r, s, _, _)) => (root && !r) || (root == *r && start < *s),
+            Some((r, s, _, _)) => (root && !r) || (root == r && start < s),
         };
         if better {
-            self.root = Some((root, start, service.to_owned(), name.to_owned()));
+            self.root = Some((root, start, service, name));
         }
-        match self.services.iter_mut().find(|(s, _)| s == service) {
+        match self.services.iter_mut().find(|(s, _)| *s == service) {
             Some((_, n)) => *n += 1,
-            None => self.services.push((service.to_owned(), 1)),
+            None => self.services.push((service, 1)),
         }
     }
 
@@ -146,10 +148,17 @@ impl SummaryBuilder {
         self.end
     }
 
-    pub fn finish(mut self, trace_id: TraceId) -> TraceSummary {
-        self.services
-            .sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        let (_, _, root_service, root_name) = self.root.unwrap_or_default();
+    pub fn finish<'s>(self, trace_id: TraceId, name: impl Fn(u32) -> &'s str) -> TraceSummary {
+        let mut services: Vec<(String, u32)> = self
+            .services
+            .iter()
+            .map(|&(s, n)| (name(s).to_owned(), n))
+            .collect();
+        services.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let (root_service, root_name) = self
+            .root
+            .map(|(_, _, s, n)| (name(s).to_owned(), name(n).to_owned()))
+            .unwrap_or_default();
         TraceSummary {
             trace_id,
             root_service,
@@ -158,7 +167,7 @@ impl SummaryBuilder {
             duration_ns: self.end - self.start,
             span_count: self.spans,
             error_count: self.errors,
-            services: self.services,
+            services,
         }
     }
 }
