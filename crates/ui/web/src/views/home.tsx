@@ -1,12 +1,12 @@
 // Home: the fleet at a glance. RED per service from span metrics, and the services that
 // need attention (slow, failing) with the operation to blame, one click from their traces.
-import { prom, useAsync } from '../api';
+import { prom, tempo, useAsync } from '../api';
 import { fmtNum, fmtPct, fmtSeconds } from '../format';
 import { type Findings, type Red, errorRatio, failing, findCulprits, loadRed, slowThreshold, spiky } from '../red';
 import { Link, hrefKeepTime } from '../router';
-import { autoStep } from '../time';
+import { autoStep, fmtGoDuration } from '../time';
 import { Empty, ErrorBox, Loading, Panel, Stat, useRange } from '../ui';
-import { ServiceTable } from './services';
+import { ServiceTable, TraceList } from './services';
 
 export function Home() {
   const range = useRange('1h');
@@ -18,6 +18,16 @@ export function Home() {
     [reds.data],
   );
 
+  const window = { start: Math.floor(range.start), end: Math.ceil(range.end) };
+  // The search API lists the most recent first: ask for the traces slower than the
+  // fleet's usual p99 and keep the slowest of them.
+  const slowest = useAsync(async (s) => {
+    if (!reds.data) return new Promise<never>(() => undefined);
+    const usual = Math.max(0.001, ...reds.data.map((r) => r.p99Usual));
+    const found = await tempo.search({ limit: 200, minDuration: fmtGoDuration(usual), ...window }, s);
+    return found.sort((a, b) => b.durationMs - a.durationMs).slice(0, 8);
+  }, [reds.data]);
+  const failedTraces = useAsync((s) => tempo.search({ status: 'error', limit: 8, ...window }, s), [range.start, range.end]);
   const list = reds.data ?? [];
   const totalRate = list.reduce((a, r) => a + (r.last.rate ?? 0), 0);
   const calls = list.reduce((a, r) => a + r.calls, 0);
@@ -55,6 +65,16 @@ export function Home() {
         <Panel title="Services" actions={<Link href={hrefKeepTime('/services')}>all services →</Link>} testId="services-panel">
           <ServiceTable reds={list} findings={findings.data} range={range} />
         </Panel>
+      )}
+      {list.length > 0 && (
+        <div class="grid2">
+          <Panel title="Slowest traces" actions={<Link href={hrefKeepTime('/traces')}>search →</Link>}>
+            <TraceList a={slowest} showService />
+          </Panel>
+          <Panel title="Latest failed traces" actions={<Link href={hrefKeepTime('/traces', { status: 'error' })}>all →</Link>}>
+            <TraceList a={failedTraces} showService />
+          </Panel>
+        </div>
       )}
     </div>
   );

@@ -211,7 +211,7 @@ export function ServiceDetail(props: { name: string }) {
   );
 }
 
-function TraceList(props: { a: ReturnType<typeof useAsync<Awaited<ReturnType<typeof tempo.search>>>> }) {
+export function TraceList(props: { a: ReturnType<typeof useAsync<Awaited<ReturnType<typeof tempo.search>>>>; showService?: boolean }) {
   const { a } = props;
   if (a.error) return <ErrorBox error={a.error} what="traces" />;
   if (!a.data) return <Loading />;
@@ -221,6 +221,7 @@ function TraceList(props: { a: ReturnType<typeof useAsync<Awaited<ReturnType<typ
       {a.data.map((t) => (
         <li key={t.traceID}>
           <Link href={href(`/traces/${t.traceID}`)}>
+            {props.showService && <ServiceChip name={t.rootServiceName} small />}
             <span class="op-name">{t.rootTraceName}</span>
             <span class="muted">{fmtAgo(Number(t.startTimeUnixNano) / 1e6)}</span>
             <b>{fmtSeconds(t.durationMs / 1000)}</b>
