@@ -4,7 +4,8 @@
 # The tests start `lastmile serve --demo` on a free port themselves and save a screenshot
 # of every step under $LASTMILE_UI_ARTIFACTS (default: target/ui-e2e/<time>), printed first.
 #
-# Also type-checks the UI's TypeScript (esbuild, which bundles it, only strips types).
+# Also type-checks the UI's TypeScript (esbuild, which bundles it, only strips types) and
+# runs the unit tests of its logic (test/).
 # Outside CI a missing Chromium or Node.js is a printed skip; under CI=true it fails.
 set -euo pipefail
 
@@ -40,6 +41,8 @@ fi
 
 log "type-checking the UI (tsc --noEmit)"
 node_modules/.bin/tsc -p tsconfig.json
+log "unit tests of the UI's logic"
+node --test --test-reporter=spec test/
 
 cd "$ROOT"
 log "building lastmile (debug)"

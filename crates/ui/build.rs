@@ -28,6 +28,7 @@ fn main() {
         "build.mjs",
         "package.json",
         "package-lock.json",
+        "tsconfig.json",
     ] {
         println!("cargo:rerun-if-changed=web/{input}");
     }

@@ -24,6 +24,7 @@ export const AGGREGATIONS = ['sum', 'avg', 'min', 'max', 'count', 'group', 'stdd
 export const KEYWORDS = ['by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'offset', 'bool', 'and', 'or', 'unless'];
 const WORDS = new Set([...FUNCTIONS.map((f) => f[0]), ...AGGREGATIONS]);
 const KW = new Set(KEYWORDS);
+const GROUPING = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right']);
 
 export type TokenKind = 'str' | 'num' | 'dur' | 'fn' | 'kw' | 'metric' | 'label' | 'op' | 'punct' | 'comment' | 'ws' | 'other';
 
@@ -32,7 +33,13 @@ export function tokenize(src: string): [TokenKind, string][] {
   const out: [TokenKind, string][] = [];
   let i = 0;
   let braces = 0;
-  const push = (k: TokenKind, s: string) => out.push([k, s]);
+  // Inside `by (…)`, `without (…)`, `on (…)`…: label names, not metrics.
+  let groupingNext = false;
+  let inGrouping = false;
+  const push = (k: TokenKind, s: string) => {
+    if (k !== 'ws' && k !== 'comment') groupingNext = k === 'kw' && GROUPING.has(s);
+    out.push([k, s]);
+  };
   while (i < src.length) {
     const c = src[i];
     const rest = src.slice(i);
@@ -60,7 +67,7 @@ export function tokenize(src: string): [TokenKind, string][] {
       const w = m[0];
       const next = src.slice(i + w.length).trimStart()[0];
       let k: TokenKind = 'metric';
-      if (braces > 0) k = 'label';
+      if (braces > 0 || inGrouping) k = 'label';
       else if (KW.has(w)) k = 'kw';
       else if (WORDS.has(w) && next === '(') k = 'fn';
       else if (WORDS.has(w)) k = 'fn';
@@ -72,6 +79,8 @@ export function tokenize(src: string): [TokenKind, string][] {
     } else {
       if (c === '{') braces++;
       if (c === '}') braces = Math.max(0, braces - 1);
+      if (c === '(' && groupingNext) inGrouping = true;
+      else if (c === ')') inGrouping = false;
       push('punct', c);
       i++;
     }

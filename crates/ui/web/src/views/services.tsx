@@ -3,7 +3,7 @@
 import { Chart, Sparkline } from '../chart';
 import { prom, tempo, useAsync } from '../api';
 import { fmtAgo, fmtNum, fmtPct, fmtSeconds } from '../format';
-import { type Findings, type Red, errorRatio, failing, loadRed, redQueries, slowThreshold, spiky } from '../red';
+import { type Findings, type Red, errorRatio, failing, findCulprits, loadRed, redQueries, slowThreshold, spiky } from '../red';
 import { Link, href, hrefKeepTime, setParams } from '../router';
 import { colorFor } from '../theme';
 import { type TimeRange, autoStep } from '../time';
@@ -103,6 +103,10 @@ export function Services() {
   const range = useRange('1h');
   const step = autoStep(range.end - range.start, 90);
   const reds = useAsync((s) => loadRed(range.start, range.end, step, s), [range.start, range.end, step]);
+  const findings = useAsync<Findings>(
+    (s) => (reds.data ? findCulprits(reds.data, range.start, range.end, s) : new Promise<Findings>(() => undefined)),
+    [reds.data],
+  );
   return (
     <div class="page">
       <div class="page-head">
@@ -114,7 +118,7 @@ export function Services() {
       {reds.data && !reds.data.length && <Empty>No services have sent spans in this time range.</Empty>}
       {reds.data && reds.data.length > 0 && (
         <Panel>
-          <ServiceTable reds={reds.data} range={range} />
+          <ServiceTable reds={reds.data} findings={findings.data} range={range} />
         </Panel>
       )}
     </div>
