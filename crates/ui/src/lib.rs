@@ -117,10 +117,14 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
     };
     // A strong validator per representation (RFC 9110 §8.8.3).
     let etag = format!("\"{}{suffix}\"", a.etag);
+    // Hashed assets never change; the page is revalidated on every load (so a new binary's
+    // assets are picked up at once); anything else (the icon) is kept a day.
     let cache = if a.immutable {
         "public, max-age=31536000, immutable"
-    } else {
+    } else if a.path == "/index.html" {
         "no-cache"
+    } else {
+        "public, max-age=86400"
     };
     let not_modified = headers
         .get(header::IF_NONE_MATCH)

@@ -1,7 +1,5 @@
 // Status: version, storage sizes and traffic (from lastmile's own /metrics), blocks, the
 // effective configuration and the rules version, each where this build serves it.
-import { Fragment } from 'preact';
-
 import { type Async, type RulesStatus, type SelfSample, configStatus, isNotAvailable, prom, rulesStatus, selfMetrics, useAsync } from '../api';
 import { fmtAgo, fmtBytes, fmtDateTime, fmtNum, fmtPct, fmtSeconds } from '../format';
 import { Empty, ErrorBox, Loading, NotAvailable, Panel, Stat, useRefreshTick } from '../ui';
@@ -37,7 +35,8 @@ export function Status() {
     ['Span store WAL written', 'lastmile_traces_wal_written_bytes_total', undefined],
     ['Log store', 'lastmile_logs_block_bytes', undefined],
   ];
-  const bytesMetrics = m.filter((s) => /^lastmile_.*_bytes(_total)?$/.test(s.name) && !s.labels.le);
+  // Other stores' sizes, whatever they are called, as long as they look like storage.
+  const bytesMetrics = m.filter((s) => /^lastmile_.*(block|head|wal|chunk|index|disk|segment).*_bytes(_total)?$/.test(s.name) && !s.labels.le);
   const requests = new Map<string, number>();
   for (const s of m.filter((s) => s.name === 'lastmile_http_requests_total')) requests.set(s.labels.handler, (requests.get(s.labels.handler) ?? 0) + s.value);
 
@@ -55,6 +54,15 @@ export function Status() {
         {has(m, 'lastmile_tsdb_samples_appended_total') && <Stat label="samples appended" value={fmtNum(sum(m, 'lastmile_tsdb_samples_appended_total'))} />}
         {has(m, 'lastmile_tsdb_blocks') && <Stat label="metric blocks" value={fmtNum(sum(m, 'lastmile_tsdb_blocks'))} />}
       </div>
+      {build.error && <ErrorBox error={build.error} what="build info" />}
+      {build.data && Object.entries(build.data).some(([k, v]) => v && k !== 'version') && (
+        <p class="muted small build-line">
+          {Object.entries(build.data)
+            .filter(([k, v]) => v && k !== 'version')
+            .map(([k, v]) => `${k} ${v}`)
+            .join(' · ')}
+        </p>
+      )}
       <div class="grid2">
         <Panel title="Storage">
           {!self.data && <Loading />}
@@ -83,54 +91,12 @@ export function Status() {
             </table>
           )}
         </Panel>
-        <Panel title="Build">
-          {build.error && <ErrorBox error={build.error} what="build info" />}
-          {build.data && (
-            <div class="kv">
-              {Object.entries(build.data)
-                .filter(([, v]) => v)
-                .map(([k, v]) => (
-                  <Fragment key={k}>
-                    <span>{k}</span>
-                    <span class="mono">{v}</span>
-                  </Fragment>
-                ))}
-            </div>
-          )}
-        </Panel>
-        <Panel title="Metric blocks">
-          {tsdb.data?.blocks && tsdb.data.blocks.length > 0 ? (
-            <table class="data">
-              <thead>
-                <tr>
-                  <th>From</th>
-                  <th>To</th>
-                  <th class="num">Series</th>
-                  <th class="num">Samples</th>
-                  <th class="num">Size</th>
-                </tr>
-              </thead>
-              <tbody>
-                {tsdb.data.blocks.map((b, i) => (
-                  <tr key={i}>
-                    <td>{fmtDateTime(b.minTime)}</td>
-                    <td>{fmtDateTime(b.maxTime)}</td>
-                    <td class="num">{fmtNum(b.numSeries)}</td>
-                    <td class="num">{fmtNum(b.numSamples)}</td>
-                    <td class="num">{fmtBytes(b.bytes ?? b.sizeBytes)}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          ) : (
-            <p class="muted">No blocks yet: everything is in the head (blocks are cut every two hours).</p>
-          )}
-        </Panel>
-        <Panel title="HTTP requests served">
+        <Panel title="Busiest HTTP routes">
           <table class="data">
             <tbody>
               {[...requests]
                 .sort((a, b) => b[1] - a[1])
+                .slice(0, 12)
                 .map(([h, n]) => (
                   <tr key={h}>
                     <td class="mono small">{h}</td>
@@ -141,6 +107,34 @@ export function Status() {
           </table>
         </Panel>
       </div>
+      <Panel title="Metric blocks">
+        {tsdb.data?.blocks && tsdb.data.blocks.length > 0 ? (
+          <table class="data">
+            <thead>
+              <tr>
+                <th>From</th>
+                <th>To</th>
+                <th class="num">Series</th>
+                <th class="num">Samples</th>
+                <th class="num">Size</th>
+              </tr>
+            </thead>
+            <tbody>
+              {tsdb.data.blocks.map((b, i) => (
+                <tr key={i}>
+                  <td>{fmtDateTime(b.minTime)}</td>
+                  <td>{fmtDateTime(b.maxTime)}</td>
+                  <td class="num">{fmtNum(b.numSeries)}</td>
+                  <td class="num">{fmtNum(b.numSamples)}</td>
+                  <td class="num">{fmtBytes(b.bytes ?? b.sizeBytes)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        ) : (
+          <p class="muted">No blocks yet: everything is in the head (blocks are cut every two hours).</p>
+        )}
+      </Panel>
       <Panel title="Configuration">
         {config.data === null && (
           <NotAvailable feature="Effective configuration">

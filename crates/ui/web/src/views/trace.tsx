@@ -4,7 +4,7 @@
 import { useEffect, useMemo, useState } from 'preact/hooks';
 
 import { Chart } from '../chart';
-import { type CorrelatedLog, type CorrelatedSpan, type Correlation, correlate, isNotAvailable, loki, useAsync } from '../api';
+import { type CorrelatedLog, type CorrelatedSpan, type Correlation, type OtlpTrace, correlate, isNotAvailable, loki, otlpText, tempo, useAsync } from '../api';
 import { fmtClockMs, fmtDateTime, fmtLabels, fmtNanos, fmtNum, fmtSeconds } from '../format';
 import { CALLS, LATENCY } from '../red';
 import { Link, hrefKeepTime, setParams, useLoc } from '../router';
@@ -79,6 +79,8 @@ const levelClass = (lv: string) => (/^(err|error|fatal|crit|panic)/.test(lv) ? '
 export function TraceView(props: { id: string }) {
   const { q } = useLoc();
   const data = useAsync((s) => correlate(props.id, s), [props.id]);
+  // Resource attributes (instance, version, SDK) are in the OTLP form only.
+  const otlp = useAsync((s) => tempo.trace(props.id, s), [props.id]);
   const logsApi = useAsync(async (s) => {
     try {
       await loki.labels(undefined, undefined, s);
@@ -100,10 +102,20 @@ export function TraceView(props: { id: string }) {
       </div>
     );
   if (!data.data) return <div class="page"><Loading what="the trace" /></div>;
-  return <TraceBody c={data.data} selected={q.get('span')} logsAvailable={logsApi.data !== false} />;
+  return <TraceBody c={data.data} selected={q.get('span')} logsAvailable={logsApi.data !== false} resources={otlp.data ? resourcesBySpan(otlp.data) : undefined} />;
 }
 
-function TraceBody(props: { c: Correlation; selected: string | null; logsAvailable: boolean }) {
+/** Each span's resource attributes, from the OTLP form of the trace. */
+function resourcesBySpan(t: OtlpTrace): Map<string, [string, string][]> {
+  const m = new Map<string, [string, string][]>();
+  for (const b of t.batches ?? []) {
+    const attrs = (b.resource?.attributes ?? []).map((a) => [a.key, otlpText(a.value)] as [string, string]);
+    for (const ss of b.scopeSpans ?? []) for (const sp of ss.spans ?? []) m.set(sp.spanId, attrs);
+  }
+  return m;
+}
+
+function TraceBody(props: { c: Correlation; selected: string | null; logsAvailable: boolean; resources?: Map<string, [string, string][]> }) {
   const { c } = props;
   const rows = useMemo(() => treeOrder(c.spans), [c]);
   const [collapsed, setCollapsed] = useState<Set<string>>(new Set());
@@ -321,7 +333,7 @@ function TraceBody(props: { c: Correlation; selected: string | null; logsAvailab
             })}
           </div>
         </Panel>
-        {selSpan && <SpanDetails span={selSpan} t0={t0} logs={logsBySpan.get(selSpan.spanId) ?? []} parent={selSpan.parentSpanId ? byId.get(selSpan.parentSpanId) : undefined} onClose={() => select(null)} onSelect={(id) => select(id, true)} />}
+        {selSpan && <SpanDetails span={selSpan} resource={props.resources?.get(selSpan.spanId)} t0={t0} logs={logsBySpan.get(selSpan.spanId) ?? []} parent={selSpan.parentSpanId ? byId.get(selSpan.parentSpanId) : undefined} onClose={() => select(null)} onSelect={(id) => select(id, true)} />}
       </div>
 
       <Panel title={<span data-testid="log-count" data-count={logs.length}>Logs ({logs.length})</span>} testId="trace-logs">
@@ -395,6 +407,7 @@ function TraceBody(props: { c: Correlation; selected: string | null; logsAvailab
 
 function SpanDetails(props: {
   span: CorrelatedSpan;
+  resource?: [string, string][];
   parent?: CorrelatedSpan;
   t0: number;
   logs: CorrelatedLog[];
@@ -463,6 +476,21 @@ function SpanDetails(props: {
         </table>
       ) : (
         <p class="muted">none</p>
+      )}
+      {props.resource && props.resource.length > 0 && (
+        <>
+          <h3>Process</h3>
+          <table class="attrs">
+            <tbody>
+              {props.resource.map(([k, v]) => (
+                <tr key={k}>
+                  <th>{k}</th>
+                  <td>{v}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </>
       )}
       {s.events.length > 0 && (
         <>
