@@ -135,13 +135,14 @@ test('home shows every service, the slow one and the failing one', async () => {
   await page.goto(base + '/');
   const services = await api('/api/v1/label/service/values?match[]=traces_spanmetrics_calls_total{span_kind="SPAN_KIND_SERVER"}');
   assert.ok(services.data.length >= 2, `the demo has services: ${services.data}`);
-  await waitFor('a row per service', async () => (await page.locator('[data-testid=service-row]').count()) === services.data.length);
+  // A loaded CI machine with a debug build: the home page's queries may take a while.
+  await waitFor('a row per service', async () => (await page.locator('[data-testid=service-row]').count()) === services.data.length, 90_000);
   const rows = await page.locator('[data-testid=service-row]').evaluateAll((els) => els.map((e) => e.dataset.service));
   assert.deepEqual(rows, [...services.data].sort());
   // The demo makes checkout slow (an UPDATE orders that waits on a lock) and payments fail;
   // frontend and checkout only pass that on, so they must not be the ones named.
-  await page.locator('[data-testid=finding-slow]').first().waitFor();
-  await page.locator('[data-testid=finding-failing]').first().waitFor();
+  await page.locator('[data-testid=finding-slow]').first().waitFor({ timeout: 90_000 });
+  await page.locator('[data-testid=finding-failing]').first().waitFor({ timeout: 90_000 });
   assert.equal(await attr('[data-testid=finding-slow]', 'data-service'), 'checkout');
   assert.equal(await attr('[data-testid=finding-failing]', 'data-service'), 'payments');
   assert.match(await page.locator('[data-testid=finding-slow]').innerText(), /UPDATE orders/);
@@ -358,7 +359,7 @@ test('services, cardinality, logs, Go runtime and status render what the API has
 test('dark theme', async () => {
   await page.emulateMedia({ colorScheme: 'dark' });
   await page.goto(`${base}/`);
-  await page.locator('[data-testid=finding-slow]').waitFor();
+  await page.locator('[data-testid=finding-slow]').waitFor({ timeout: 90_000 });
   const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
   assert.notEqual(bg, 'rgb(245, 246, 248)', 'the dark palette applies');
   await shot('home-dark');
