@@ -94,6 +94,8 @@ export interface TsdbStatus {
   memoryInBytesByLabelName: { name: string; value: number }[];
   seriesCountByLabelValuePair: { name: string; value: number }[];
   cardinalityGuard?: CardinalityGuard | null;
+  /** Series per value of the `focusLabel` asked for (VictoriaMetrics's parameter). */
+  seriesCountByFocusLabelValue?: { name: string; value: number }[] | null;
   blocks?: { ulid?: string; id?: string; minTime: number; maxTime: number; numSeries?: number; numSamples?: number; bytes?: number; sizeBytes?: number; level?: number }[];
   [k: string]: unknown;
 }
@@ -119,7 +121,8 @@ export const prom = {
   series: async (match: string, start?: number, end?: number, signal?: AbortSignal) =>
     (await getJSON<{ data: Labels[] }>('/api/v1/series', { 'match[]': [match], start, end }, signal)).data,
   metadata: async (signal?: AbortSignal) => (await getJSON<{ data: Record<string, MetricMeta[]> }>('/api/v1/metadata', {}, signal)).data,
-  tsdb: async (limit = 20, signal?: AbortSignal) => (await getJSON<{ data: TsdbStatus }>('/api/v1/status/tsdb', { limit }, signal)).data,
+  tsdb: async (limit = 20, signal?: AbortSignal, focusLabel?: string) =>
+    (await getJSON<{ data: TsdbStatus }>('/api/v1/status/tsdb', { limit, focusLabel }, signal)).data,
   buildinfo: async (signal?: AbortSignal) => (await getJSON<{ data: Record<string, string> }>('/api/v1/status/buildinfo', {}, signal)).data,
 };
 

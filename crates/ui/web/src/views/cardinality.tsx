@@ -40,8 +40,9 @@ function Bars(props: { rows: { name: string; value: number }[]; unit?: 'bytes'; 
 export function Cardinality() {
   const { q } = useLoc();
   const metric = q.get('metric');
+  const focus = q.get('label');
   const tick = useRefreshTick();
-  const st = useAsync<TsdbStatus>((s) => prom.tsdb(20, s), [tick]);
+  const st = useAsync<TsdbStatus>((s) => prom.tsdb(20, s, focus ?? undefined), [tick, focus]);
   const self = useAsync((s) => selfMetrics(s), [tick]);
   const refused = (self.data ?? []).filter((m) => /(overflow|refused|rejected|dropped|limit)/.test(m.name) && !m.name.endsWith('_bucket'));
   return (
@@ -66,12 +67,13 @@ export function Cardinality() {
             />
           </div>
           {metric && <MetricLabels metric={metric} />}
+          {focus && <LabelValues label={focus} counts={st.data.seriesCountByFocusLabelValue} />}
           <div class="grid3">
             <Panel title="Top metrics by series">
               <Bars rows={st.data.seriesCountByMetricName} onPick={(n) => setParams({ metric: n })} testId="top-metrics" />
             </Panel>
             <Panel title="Label names by distinct values">
-              <Bars rows={st.data.labelValueCountByLabelName} testId="top-labels" />
+              <Bars rows={st.data.labelValueCountByLabelName} onPick={(n) => setParams({ label: n })} testId="top-labels" />
             </Panel>
             <Panel title="Label pairs by series">
               <Bars rows={st.data.seriesCountByLabelValuePair} />
@@ -234,6 +236,42 @@ function Guard(props: { guard?: CardinalityGuard | null; refused: SelfSample[] }
           )}
         </div>
       </div>
+    </Panel>
+  );
+}
+
+/** One label's values: series per value when the API counts them (focusLabel), else the values. */
+function LabelValues(props: { label: string; counts?: { name: string; value: number }[] | null }) {
+  const values = useAsync((s) => (props.counts ? Promise.resolve(null) : prom.labelValues(props.label, undefined, s)), [props.label, !!props.counts]);
+  const close = (
+    <button type="button" class="btn ghost small" onClick={() => setParams({ label: null })}>
+      close
+    </button>
+  );
+  return (
+    <Panel
+      title={
+        <>
+          Label <span class="mono">{props.label}</span>
+        </>
+      }
+      actions={close}
+      testId="label-values"
+    >
+      {props.counts && <Bars rows={props.counts} />}
+      {values.error && <ErrorBox error={values.error} what="label values" />}
+      {values.data && (
+        <>
+          <p class="muted small">{fmtNum(values.data.length)} distinct values (this build does not count series per value).</p>
+          <div class="chips">
+            {values.data.slice(0, 200).map((v) => (
+              <span key={v} class="chip mono small">
+                {v}
+              </span>
+            ))}
+          </div>
+        </>
+      )}
     </Panel>
   );
 }

@@ -119,7 +119,8 @@ function TraceBody(props: { c: Correlation; selected: string | null; logsAvailab
   const { c } = props;
   const rows = useMemo(() => treeOrder(c.spans), [c]);
   const [collapsed, setCollapsed] = useState<Set<string>>(new Set());
-  const [critOnly, setCritOnly] = useState(false);
+  const critOnly = useLoc().q.get('crit') === '1';
+  const setCritOnly = (on: boolean) => setParams({ crit: on ? '1' : null }, { replace: true });
   const t0 = Number(c.startTimeUnixNano);
   const total = Math.max(1, Number(c.durationNanos));
   const logs = useMemo(() => [...c.logs].sort((a, b) => Number(a.timestampNs) - Number(b.timestampNs)), [c]);
