@@ -63,7 +63,7 @@ struct event {
     __u32 _pad;
     __u64 start_ns;    /* STW: probe at stopTheWorldWithSema entry (CLOCK_MONOTONIC) */
     __u64 end_ns;      /* STW: probe at a RET of startTheWorldWithSema */
-    __u64 go_end_ns;   /* STW: RAX at that RET, Go's own nanotime() of the restart */
+    __u64 go_end_ns;   /* STW: the pause's end as Go counts it (RAX at that RET) */
 };
 
 struct park_key {
@@ -274,7 +274,12 @@ int go_stw_start_ret(struct pt_regs *ctx)
     __u64 start = open->start_ns;
     __u32 kind = open->kind;
     bpf_map_delete_elem(&stw_inflight, &tgid);
-    __u64 d = now > start ? now - start : 0;
+    /* The pause ends at the nanotime() startTheWorldWithSema returns (CLOCK_MONOTONIC,
+     * as bpf_ktime_get_ns): Go's own definition, the one gctrace and
+     * go_gc_duration_seconds use. Waking the other Ps after it is not part of the pause. */
+    __u64 go_now = ctx->rax;
+    __u64 end = (go_now > start && go_now <= now) ? go_now : now;
+    __u64 d = end - start;
 
     struct stw_key key = { .tgid = tgid, .kind = kind };
     struct stw_stats *st = bpf_map_lookup_elem(&stw_hist, &key);
@@ -307,7 +312,7 @@ int go_stw_start_ret(struct pt_regs *ctx)
     e->_pad = 0;
     e->start_ns = start;
     e->end_ns = now;
-    e->go_end_ns = ctx->rax;
+    e->go_end_ns = end;
     bpf_ringbuf_submit(e, 0);
     return 0;
 }
@@ -432,7 +437,10 @@ int go_alloc_sample(struct pt_regs *ctx)
     if (k.stack_id < 0)
         count(C_STACK_ERRORS);
     bpf_probe_read_user(&k.caller, sizeof(k.caller), (void *)ctx->rsp);
-    __u64 size = (bpf_get_attach_cookie(ctx) & COOKIE_ALLOC_SIZE_IN_RCX) ? ctx->rcx : ctx->rbx;
+    /* Both registers are read as plain loads: the verifier refuses a computed ctx offset. */
+    __u64 rcx = *(volatile unsigned long *)&ctx->rcx;
+    __u64 rbx = *(volatile unsigned long *)&ctx->rbx;
+    __u64 size = (bpf_get_attach_cookie(ctx) & COOKIE_ALLOC_SIZE_IN_RCX) ? rcx : rbx;
     struct alloc_stats *st = bpf_map_lookup_elem(&alloc_stats, &k);
     if (!st) {
         struct alloc_stats zero = {};

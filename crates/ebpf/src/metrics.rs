@@ -58,7 +58,7 @@ pub const FAMILIES: &[(&str, MetricType, &str)] = &[
     (
         "go_ebpf_stw_pause_seconds",
         MetricType::Histogram,
-        "Stop-the-world pauses from stopTheWorldWithSema entry to the return of startTheWorldWithSema, by reason.",
+        "Stop-the-world pauses, from stopTheWorldWithSema entry to the nanotime startTheWorldWithSema returns (Go's own end of the pause), by reason.",
     ),
     (
         "go_ebpf_stw_pause_max_seconds",

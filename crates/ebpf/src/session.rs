@@ -59,7 +59,9 @@ impl Watched {
         if ev.kind != EV_STW {
             return;
         }
-        let d = ev.end_ns.saturating_sub(ev.start_ns);
+        // Go's own end of the pause (see the C source); the probe's time would add the
+        // wake-ups of other Ps after the world restarted.
+        let d = ev.go_end_ns.saturating_sub(ev.start_ns);
         match ev.stw_kind {
             STW_GC_SWEEP_TERM => {
                 if let Some(prev) = self.open_cycle.take() {
