@@ -18,3 +18,6 @@ pub mod calibrate;
 pub mod metrics;
 pub mod session;
 pub mod validate;
+pub mod cli;
+pub mod watch;
+pub mod bench;

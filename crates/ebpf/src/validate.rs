@@ -98,14 +98,25 @@ pub struct GctraceAgreement {
 
 /// Aligns the complete eBPF cycles with gctrace's (eBPF's are a contiguous run of them:
 /// the offset with the smallest total difference wins) and compares the pauses.
-pub fn compare_gctrace(ebpf: &[CycleTimes], trace: &[GctraceCycle]) -> GctraceAgreement {
+/// `hint`: gctrace lines already printed when the probes were attached; the offset is
+/// then searched only within two cycles of it.
+pub fn compare_gctrace(
+    ebpf: &[CycleTimes],
+    trace: &[GctraceCycle],
+    hint: Option<usize>,
+) -> GctraceAgreement {
     let complete: Vec<(u64, u64)> = ebpf
         .iter()
         .filter_map(|c| Some((c.sweep_ns?, c.mark_ns?)))
         .collect();
     let mut best = (u128::MAX, 0usize);
     if trace.len() >= complete.len() {
-        for off in 0..=(trace.len() - complete.len()) {
+        let last = trace.len() - complete.len();
+        let range = match hint {
+            Some(h) => h.saturating_sub(2).min(last)..=(h + 2).min(last),
+            None => 0..=last,
+        };
+        for off in range {
             let err: u128 = complete
                 .iter()
                 .zip(&trace[off..])
@@ -242,7 +253,8 @@ mod tests {
                 total_ns: (s + m) * 1000,
             })
             .collect();
-        let a = compare_gctrace(&ebpf, &trace);
+        let a = compare_gctrace(&ebpf, &trace, None);
+        assert_eq!(compare_gctrace(&ebpf, &trace, Some(2)).offset, 1);
         assert_eq!(a.offset, 1);
         assert_eq!(a.sweep_termination.cycles, 2);
         assert_eq!(a.sweep_termination.go_max_ns, 50_000);
