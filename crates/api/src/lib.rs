@@ -1,6 +1,7 @@
 //! The HTTP API: every route lastmile serves, wired to receivers, store and query.
 
 mod error;
+pub mod go_runtime_profiles;
 mod home;
 mod params;
 mod process;
@@ -88,6 +89,14 @@ pub fn router(state: AppState) -> Router {
             get(prom_read::export).post(prom_read::export),
         )
         .route("/api/v1/admin/tsdb/flush", post(prom_read::flush))
+        .route(
+            "/api/v1/go-runtime/profiles",
+            get(go_runtime_profiles::list).post(go_runtime_profiles::post),
+        )
+        .route(
+            "/api/v1/go-runtime/profiles/{id}",
+            get(go_runtime_profiles::get_one),
+        )
         .route("/metrics", get(self_metrics::render))
         .route("/-/healthy", get(|| async { "lastmile is Healthy.\n" }))
         .route("/-/ready", get(|| async { "lastmile is Ready.\n" }))

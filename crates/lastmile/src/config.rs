@@ -14,6 +14,13 @@
 //!   - source_labels: [__name__]
 //!     regex: debug_.*
 //!     action: drop
+//! go_runtime:                      # eBPF probes on local Go processes (needs root)
+//!   interval: 15s                  # how often their series are stored
+//!   processes:
+//!     - name: checkout             # command name or executable file name
+//!       labels: {job: checkout}
+//!       park_profile: 10s          # optional: a park-profile window when first seen
+//!       alloc_profile: 10s         # optional: an allocation-profile window
 //! ```
 
 use std::path::Path;
@@ -35,6 +42,26 @@ pub struct Config {
     /// Prometheus relabel steps applied to every ingested series, in order.
     #[serde(default)]
     pub metric_relabel_configs: Vec<lastmile_rules::RelabelConfig>,
+    /// Go processes to watch through eBPF.
+    pub go_runtime: Option<GoRuntimeConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoRuntimeConfig {
+    pub interval: Option<String>,
+    #[serde(default)]
+    pub processes: Vec<GoProcessConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoProcessConfig {
+    pub name: String,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub park_profile: Option<String>,
+    pub alloc_profile: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -155,6 +182,49 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("invalid metric_relabel_configs: {e}"))
     }
 
+    /// The `go_runtime:` section as watch options; None when absent or empty.
+    pub fn go_runtime_watch(&self) -> anyhow::Result<Option<lastmile_ebpf::watch::WatchOptions>> {
+        let Some(g) = &self.go_runtime else {
+            return Ok(None);
+        };
+        if g.processes.is_empty() {
+            return Ok(None);
+        }
+        let interval = match &g.interval {
+            Some(i) => parse_duration(i)?,
+            None => Duration::from_secs(15),
+        };
+        if interval < Duration::from_secs(1) {
+            bail!("go_runtime.interval {interval:?} is shorter than the 1s minimum");
+        }
+        let mut specs = Vec::new();
+        for p in &g.processes {
+            if p.name.trim().is_empty() {
+                bail!("go_runtime.processes: a process needs a name");
+            }
+            let window = |d: &Option<String>, what: &str| -> anyhow::Result<Option<Duration>> {
+                d.as_deref()
+                    .map(|s| {
+                        parse_duration(s)
+                            .map_err(|e| anyhow::anyhow!("go_runtime {}: {what} {s:?}: {e}", p.name))
+                    })
+                    .transpose()
+            };
+            specs.push(lastmile_ebpf::watch::WatchSpec {
+                selector: lastmile_ebpf::watch::Selector::Name(p.name.clone()),
+                labels: p.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                park_profile: window(&p.park_profile, "park_profile")?,
+                alloc_profile: window(&p.alloc_profile, "alloc_profile")?,
+            });
+        }
+        Ok(Some(lastmile_ebpf::watch::WatchOptions {
+            specs,
+            interval,
+            duration: None,
+            calibration: Duration::from_secs(1),
+        }))
+    }
+
     pub fn limits(&self) -> Limits {
         let mut l = Limits::default();
         if let Some(b) = self.limits.max_request_bytes {
@@ -221,6 +291,19 @@ mod tests {
                 .to_string()
                 .contains("modulus")
         );
+    }
+
+    #[test]
+    fn go_runtime_section() {
+        let c = parse("go_runtime:\n  interval: 5s\n  processes:\n    - name: checkout\n      labels: {job: shop}\n      park_profile: 10s\n").unwrap();
+        let w = c.go_runtime_watch().unwrap().unwrap();
+        assert_eq!(w.interval, Duration::from_secs(5));
+        assert_eq!(w.specs[0].park_profile, Some(Duration::from_secs(10)));
+        assert_eq!(w.specs[0].labels, vec![("job".to_owned(), "shop".to_owned())]);
+        assert!(parse("go_runtime:\n  processes:\n    - nmae: x\n").is_err());
+        let c = parse("go_runtime:\n  processes:\n    - name: x\n      park_profile: soon\n").unwrap();
+        assert!(c.go_runtime_watch().unwrap_err().to_string().contains("soon"));
+        assert!(parse("go_runtime: {}\n").unwrap().go_runtime_watch().unwrap().is_none());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod cli;
 mod config;
 mod demo;
+mod go_runtime;
 mod query_cmd;
 mod serve;
 

@@ -70,6 +70,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
 
     let upkeep = tokio::spawn(upkeep_loop(db.clone()));
+    let go_runtime = config
+        .go_runtime_watch()?
+        .map(|opts| crate::go_runtime::spawn(opts, db.clone(), args.data_dir.clone()));
     let demo = args
         .demo
         .then(|| tokio::spawn(crate::demo::run(db.clone())));
@@ -79,6 +82,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("HTTP server failed")?;
 
+    if let Some(g) = go_runtime {
+        tracing::info!("detaching the Go runtime probes");
+        g.shutdown().await;
+    }
     tracing::info!("shutting down: syncing the WAL");
     upkeep.abort();
     if let Some(d) = demo {
