@@ -47,6 +47,7 @@ struct stw_open {
     __u64 start_ns;
     __u32 kind;
     __u32 _pad;
+    __u64 go_end_ns;   /* Go 1.19/1.21 mark termination: work.tEnd, read inside gcMarkTermination */
 };
 
 struct gc_stats {
@@ -251,6 +252,22 @@ int go_stw_stop(struct pt_regs *ctx)
     return 0;
 }
 
+/* Go 1.19/1.21: right after gcMarkTermination's `now := nanotime()` that becomes
+ * work.tEnd (an ABI0 call: the result is at 0(SP)). Go ends its account of the mark
+ * termination pause there, before the world restarts; so does lastmile. */
+SEC("uprobe")
+int go_mark_term_end(struct pt_regs *ctx)
+{
+    __u32 tgid = tgid_now();
+    struct stw_open *open = bpf_map_lookup_elem(&stw_inflight, &tgid);
+    if (!open)
+        return 0;
+    __u64 now = 0;
+    bpf_probe_read_user(&now, sizeof(now), (void *)ctx->rsp);
+    open->go_end_ns = now;
+    return 0;
+}
+
 /* Go 1.19: entry of runtime.stopTheWorld.func1, the only non-GC caller. */
 SEC("uprobe")
 int go_stw_other(struct pt_regs *ctx)
@@ -277,7 +294,7 @@ int go_stw_start_ret(struct pt_regs *ctx)
     /* The pause ends at the nanotime() startTheWorldWithSema returns (CLOCK_MONOTONIC,
      * as bpf_ktime_get_ns): Go's own definition, the one gctrace and
      * go_gc_duration_seconds use. Waking the other Ps after it is not part of the pause. */
-    __u64 go_now = ctx->rax;
+    __u64 go_now = open->go_end_ns ? open->go_end_ns : ctx->rax;
     __u64 end = (go_now > start && go_now <= now) ? go_now : now;
     __u64 d = end - start;
 

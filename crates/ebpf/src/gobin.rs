@@ -297,6 +297,30 @@ impl GoBinary {
             })
     }
 
+    /// Direct calls in a function: (address after the CALL, name of the callee).
+    pub fn calls(&self, name: &str) -> Result<Vec<(u64, String)>, BinaryError> {
+        use iced_x86::{Decoder, DecoderOptions, Mnemonic};
+        let f = self.function(name)?;
+        let code = self.code(f)?;
+        let mut decoder = Decoder::with_ip(64, code, f.start, DecoderOptions::NONE);
+        let mut out = Vec::new();
+        for ins in &mut decoder {
+            if ins.is_invalid() || ins.mnemonic() != Mnemonic::Call {
+                continue;
+            }
+            let target = ins.near_branch_target();
+            if target == 0 {
+                continue;
+            }
+            let callee = self
+                .function_at(target)
+                .map(|c| c.name.clone())
+                .unwrap_or_default();
+            out.push((ins.next_ip(), callee));
+        }
+        Ok(out)
+    }
+
     /// Addresses of every RET instruction in a function: entry probes there stand in for
     /// a return probe.
     pub fn ret_sites(&self, name: &str) -> Result<Vec<u64>, BinaryError> {

@@ -243,6 +243,9 @@ impl Target {
                         b.function(func::STOP_THE_WORLD_CLOSURE_119)?.start,
                     ));
                 }
+                if self.table.mark_term_end_in_gc_mark_termination {
+                    v.push(("go_mark_term_end", mark_term_end_site(b)?));
+                }
             }
             ProbeSet::Park => {
                 v.push(("go_gopark", b.function(func::GOPARK)?.start));
@@ -254,6 +257,23 @@ impl Target {
         }
         Ok(v)
     }
+}
+
+/// In gcMarkTermination, the instruction after the `nanotime()` call whose result becomes
+/// work.tEnd: the one directly followed by the `time_now()` call (`now := nanotime();
+/// sec, nsec, _ := time_now()`).
+fn mark_term_end_site(b: &GoBinary) -> Result<u64, BinaryError> {
+    let calls = b.calls(func::GC_MARK_TERMINATION)?;
+    calls
+        .windows(2)
+        .find(|w| {
+            w[0].1.starts_with(func::NANOTIME) && w[1].1 == func::TIME_NOW
+        })
+        .map(|w| w[0].0)
+        .ok_or_else(|| BinaryError::MissingFunction {
+            path: b.path().to_owned(),
+            name: format!("{} call followed by {} in {}", func::NANOTIME, func::TIME_NOW, func::GC_MARK_TERMINATION),
+        })
 }
 
 /// The probes attached for one target and set; give it back to [`RuntimeProbes::detach`].
@@ -298,6 +318,7 @@ impl RuntimeProbes {
         for name in [
             "go_stw_stop",
             "go_stw_other",
+            "go_mark_term_end",
             "go_stw_start_ret",
             "go_gc_start",
             "go_gc_mark_termination",
@@ -542,7 +563,7 @@ impl RuntimeProbes {
                         }
                     }
                     _ => {
-                        if let Ok(mut h) = BpfHashMap::<&mut MapData, u32, [u64; 2]>::try_from(m) {
+                        if let Ok(mut h) = BpfHashMap::<&mut MapData, u32, [u64; 3]>::try_from(m) {
                             let _ = h.remove(&tgid);
                         }
                     }

@@ -17,6 +17,10 @@ pub mod func {
     pub const ALLOC_SAMPLE: &str = "runtime.mProf_Malloc";
     /// Go 1.19: the closure of `stopTheWorld`, the only non-GC caller of the STW.
     pub const STOP_THE_WORLD_CLOSURE_119: &str = "runtime.stopTheWorld.func1";
+    /// Go's monotonic clock (assembly, ABI0) and wall clock, to find `now := nanotime();
+    /// time_now()` in gcMarkTermination.
+    pub const NANOTIME: &str = "runtime.nanotime1";
+    pub const TIME_NOW: &str = "time.now";
 }
 
 /// Facts about one Go release line.
@@ -33,6 +37,9 @@ pub struct RuntimeTable {
     /// Go 1.23+: `mProf_Malloc(mp *m, p unsafe.Pointer, size uintptr)` (size in RCX);
     /// before: `mProf_Malloc(p, size)` (size in RBX).
     pub alloc_size_in_rcx: bool,
+    /// Go 1.19/1.21: gcMarkTermination takes `work.tEnd` from nanotime() before it restarts
+    /// the world (1.22+ pass that time to startTheWorldWithSema, which returns it).
+    pub mark_term_end_in_gc_mark_termination: bool,
 }
 
 impl RuntimeTable {
@@ -149,6 +156,7 @@ const STW_121: &[&str] = &[
 static TABLES: &[RuntimeTable] = &[
     RuntimeTable {
         minor: 19,
+        mark_term_end_in_gc_mark_termination: true,
         wait_reasons: WAIT_119,
         stw_reasons: STW_119,
         stw_reason_in_rax: false,
@@ -156,6 +164,7 @@ static TABLES: &[RuntimeTable] = &[
     },
     RuntimeTable {
         minor: 21,
+        mark_term_end_in_gc_mark_termination: true,
         wait_reasons: WAIT_123.split_at(32).0,
         stw_reasons: STW_121,
         stw_reason_in_rax: true,
@@ -163,6 +172,7 @@ static TABLES: &[RuntimeTable] = &[
     },
     RuntimeTable {
         minor: 22,
+        mark_term_end_in_gc_mark_termination: false,
         wait_reasons: WAIT_123.split_at(37).0,
         stw_reasons: STW_121,
         stw_reason_in_rax: true,
@@ -170,6 +180,7 @@ static TABLES: &[RuntimeTable] = &[
     },
     RuntimeTable {
         minor: 23,
+        mark_term_end_in_gc_mark_termination: false,
         wait_reasons: WAIT_123,
         stw_reasons: STW_121,
         stw_reason_in_rax: true,

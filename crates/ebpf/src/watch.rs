@@ -110,7 +110,14 @@ pub fn run(
             next_tick = now + opts.interval;
             // New processes.
             for spec in &opts.specs {
-                for pid in matching_pids(&spec.selector) {
+                let pids = matching_pids(&spec.selector);
+                if let (Selector::Pid(pid), true, true) = (&spec.selector, pids.is_empty(), first_scan) {
+                    return Err(SessionError::Process {
+                        pid: *pid,
+                        reason: "no such process".into(),
+                    });
+                }
+                for pid in pids {
                     if watcher.get(pid).is_some() || failed.contains(&pid) {
                         continue;
                     }
