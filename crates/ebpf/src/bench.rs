@@ -17,7 +17,8 @@ use crate::probes::ProbeSet;
 use crate::session::{OverheadEstimate, Watcher};
 
 #[derive(Args, Debug, Clone)]
-#[command(after_help = "What it does: builds the gowork fixture (crates/ebpf/tests/fixtures) \
+#[command(
+    after_help = "What it does: builds the gowork fixture (crates/ebpf/tests/fixtures) \
 with --go, then for each of --repeat rounds runs, one after the other:\n\
   workload: gowork -mode mixed (channels, mutex, allocation, a forced GC every 25 loops) for \
 --seconds, its loop rate measured from its progress lines: without probes, with the \
@@ -26,7 +27,8 @@ always-on probes, and with a park profile over the middle of the run;\n\
 without probes, with the always-on probes, and inside a park-profile window.\n\
 Overhead = baseline rate / probed rate - 1 (medians over rounds). For the park profile the \
 expected overhead printed before each window (measured event rate × measured probe cost) \
-is compared with the measured one. Needs root, Go, and wrk (Debian: wrk).")]
+is compared with the measured one. Needs root, Go, and wrk (Debian: wrk)."
+)]
 pub struct BenchArgs {
     /// Go toolchain to build the fixture with.
     #[arg(long, default_value = "/usr/lib/go-1.23/bin/go")]
@@ -181,7 +183,17 @@ fn workload_round(
     let total = format!("{}s", secs + 2);
     let mut p = Proc::spawn(
         bin,
-        &["-mode", "mixed", "-duration", &total, "-gc-every", "25", "-progress", "100ms", "-wait-stdin"],
+        &[
+            "-mode",
+            "mixed",
+            "-duration",
+            &total,
+            "-gc-every",
+            "25",
+            "-progress",
+            "100ms",
+            "-wait-stdin",
+        ],
     )?;
     p.wait_line("waiting", Duration::from_secs(10))?;
     let pid = p.child.id();
@@ -218,7 +230,14 @@ fn workload_round(
 
 fn wrk_rps(addr: &str, connections: u32, secs: u64) -> anyhow::Result<f64> {
     let out = Command::new("wrk")
-        .args(["-t", "1", "-c", &connections.to_string(), "-d", &format!("{secs}s")])
+        .args([
+            "-t",
+            "1",
+            "-c",
+            &connections.to_string(),
+            "-d",
+            &format!("{secs}s"),
+        ])
         .arg(format!("http://{addr}/"))
         .output()
         .context("cannot run wrk (Debian: apt-get install wrk)")?;
@@ -261,7 +280,8 @@ fn http_round(
             &mut |e| estimate = Some(e.clone()),
         )?;
         hits = prof.measured_events_per_second;
-        load.join().map_err(|_| anyhow::anyhow!("wrk thread panicked"))??
+        load.join()
+            .map_err(|_| anyhow::anyhow!("wrk thread panicked"))??
     } else {
         wrk_rps(&addr, connections, secs)?
     };
@@ -297,10 +317,19 @@ fn run_blocking(args: &BenchArgs) -> anyhow::Result<()> {
     }
     let mut watcher = Watcher::new()?;
     let cost = watcher.measure_probe_cost()?;
-    eprintln!("one uprobe hit costs {:.1} µs here", cost.as_secs_f64() * 1e6);
+    eprintln!(
+        "one uprobe hit costs {:.1} µs here",
+        cost.as_secs_f64() * 1e6
+    );
     let mut scenarios = vec![
-        Scenario { name: "workload (loops/s)", ..Default::default() },
-        Scenario { name: "http under wrk (requests/s)", ..Default::default() },
+        Scenario {
+            name: "workload (loops/s)",
+            ..Default::default()
+        },
+        Scenario {
+            name: "http under wrk (requests/s)",
+            ..Default::default()
+        },
     ];
     for round in 1..=args.repeat {
         for (i, sc) in scenarios.iter_mut().enumerate() {
@@ -334,7 +363,11 @@ fn run_blocking(args: &BenchArgs) -> anyhow::Result<()> {
         let base = median(&sc.baseline.rates);
         for r in [&mut sc.baseline, &mut sc.always_on, &mut sc.park_profile] {
             r.median_rate = median(&r.rates);
-            r.overhead = if r.median_rate > 0.0 { base / r.median_rate - 1.0 } else { f64::NAN };
+            r.overhead = if r.median_rate > 0.0 {
+                base / r.median_rate - 1.0
+            } else {
+                f64::NAN
+            };
             r.median_expected = median(&r.expected);
         }
     }

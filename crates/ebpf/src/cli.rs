@@ -14,7 +14,8 @@ use crate::validate::{self, CycleTimes};
 use crate::watch::{Selector, WatchEvent, WatchOptions, WatchSpec};
 
 #[derive(Args, Debug, Clone)]
-#[command(after_help = "What it does: reads the Go version and function table of the \
+#[command(
+    after_help = "What it does: reads the Go version and function table of the \
 process's executable (also stripped, cgo and PIE builds of Go 1.19, 1.21, 1.22 and 1.23), \
 attaches eBPF uprobes by file offset to the Go runtime's GC and stop-the-world functions \
 (a few probe hits per GC cycle: no measurable overhead) and reports, every --interval:\n\
@@ -30,10 +31,16 @@ stacks. --alloc-profile D records the allocations Go's own memory profiler sampl
 Results go to stdout (text), to --push (Prometheus remote write; profiles are also posted to \
 the lastmile server's /api/v1/go-runtime/profiles), and profiles to --profile-out as JSON. \
 Probes are removed on exit (Ctrl-C, SIGTERM, --duration, or the process exiting). Needs root \
-(CAP_BPF and CAP_PERFMON).")]
+(CAP_BPF and CAP_PERFMON)."
+)]
 pub struct AttachArgs {
     /// Process to watch.
-    #[arg(long, value_name = "PID", required_unless_present = "binary", conflicts_with = "binary")]
+    #[arg(
+        long,
+        value_name = "PID",
+        required_unless_present = "binary",
+        conflicts_with = "binary"
+    )]
     pub pid: Option<u32>,
     /// Watch every process running this executable (and ones started later).
     #[arg(long, value_name = "PATH")]
@@ -90,9 +97,21 @@ pub async fn run_attach(args: AttachArgs) -> anyhow::Result<()> {
     if interval < Duration::from_millis(100) {
         bail!("--interval must be at least 100ms");
     }
-    let park = args.park_profile.as_deref().map(|d| dur(d, "--park-profile")).transpose()?;
-    let alloc = args.alloc_profile.as_deref().map(|d| dur(d, "--alloc-profile")).transpose()?;
-    let duration = args.duration.as_deref().map(|d| dur(d, "--duration")).transpose()?;
+    let park = args
+        .park_profile
+        .as_deref()
+        .map(|d| dur(d, "--park-profile"))
+        .transpose()?;
+    let alloc = args
+        .alloc_profile
+        .as_deref()
+        .map(|d| dur(d, "--alloc-profile"))
+        .transpose()?;
+    let duration = args
+        .duration
+        .as_deref()
+        .map(|d| dur(d, "--duration"))
+        .transpose()?;
     let mut labels = Vec::new();
     for l in &args.labels {
         let (k, v) = l
@@ -138,78 +157,90 @@ pub async fn run_attach(args: AttachArgs) -> anyhow::Result<()> {
     let args2 = args.clone();
     let client2 = client.clone();
     type Outcome = (Vec<(u32, Vec<CycleTimes>)>, Option<usize>);
-    let (outcome, gctrace_hint) = tokio::task::spawn_blocking(move || -> anyhow::Result<Outcome> {
-        let client = client2;
-        let mut cycles: Vec<(u32, Vec<CycleTimes>)> = Vec::new();
-        let mut gctrace_at_attach = None;
-        let mut push_error: Option<String> = None;
-        let mut report = |ev: WatchEvent<'_>| match ev {
-            WatchEvent::Attached { pid, description } => {
-                eprintln!("attached to pid {pid}: {description}");
-                // Cycles gctrace printed before the probes: where eBPF's first cycle sits.
-                if let Some(path) = &args2.gctrace_log {
-                    gctrace_at_attach = std::fs::read_to_string(path).ok().map(|t| {
-                        t.lines().filter_map(validate::parse_gctrace_line).count()
-                    });
+    let (outcome, gctrace_hint) =
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Outcome> {
+            let client = client2;
+            let mut cycles: Vec<(u32, Vec<CycleTimes>)> = Vec::new();
+            let mut gctrace_at_attach = None;
+            let mut push_error: Option<String> = None;
+            let mut report = |ev: WatchEvent<'_>| match ev {
+                WatchEvent::Attached { pid, description } => {
+                    eprintln!("attached to pid {pid}: {description}");
+                    // Cycles gctrace printed before the probes: where eBPF's first cycle sits.
+                    if let Some(path) = &args2.gctrace_log {
+                        gctrace_at_attach = std::fs::read_to_string(path)
+                            .ok()
+                            .map(|t| t.lines().filter_map(validate::parse_gctrace_line).count());
+                    }
                 }
-            }
-            WatchEvent::AttachFailed { pid, error } => eprintln!("pid {pid}: {error}"),
-            WatchEvent::Exited { pid, cycles: c } => {
-                eprintln!("pid {pid} exited; its probes are detached");
-                cycles.push((pid, c));
-            }
-            WatchEvent::Estimate { pid, kind, window, estimate } => eprintln!(
-                "{kind} profile of pid {pid} for {window:?}: expected overhead +{:.1}% \
+                WatchEvent::AttachFailed { pid, error } => eprintln!("pid {pid}: {error}"),
+                WatchEvent::Exited { pid, cycles: c } => {
+                    eprintln!("pid {pid} exited; its probes are detached");
+                    cycles.push((pid, c));
+                }
+                WatchEvent::Estimate {
+                    pid,
+                    kind,
+                    window,
+                    estimate,
+                } => eprintln!(
+                    "{kind} profile of pid {pid} for {window:?}: expected overhead +{:.1}% \
                  ({:.0} probe hits/s × {:.1} µs per hit, process using {:.2} cores)",
-                estimate.expected_overhead * 100.0,
-                estimate.events_per_second,
-                estimate.probe_cost_us,
-                estimate.process_cpu_cores
-            ),
-            WatchEvent::Profile(p) => {
-                print_profile(p);
-                if let Err(e) = save_profile(&handle, &client, &args2, p) {
-                    eprintln!("could not store the {} profile: {e:#}", p.kind);
+                    estimate.expected_overhead * 100.0,
+                    estimate.events_per_second,
+                    estimate.probe_cost_us,
+                    estimate.process_cpu_cores
+                ),
+                WatchEvent::Profile(p) => {
+                    print_profile(p);
+                    if let Err(e) = save_profile(&handle, &client, &args2, p) {
+                        eprintln!("could not store the {} profile: {e:#}", p.kind);
+                    }
                 }
-            }
-            WatchEvent::Series { t_ms, series } => {
-                print_summary(&series);
-                if args2.print_series {
-                    print!("{}", crate::metrics::to_text(&series));
-                }
-                if let Some(url) = &args2.push {
-                    match handle.block_on(push(&client, url, &series, t_ms)) {
-                        Ok(()) => push_error = None,
-                        Err(e) => {
-                            let msg = format!("{e:#}");
-                            if push_error.as_deref() != Some(msg.as_str()) {
-                                eprintln!("push to {url} failed: {msg}");
+                WatchEvent::Series { t_ms, series } => {
+                    print_summary(&series);
+                    if args2.print_series {
+                        print!("{}", crate::metrics::to_text(&series));
+                    }
+                    if let Some(url) = &args2.push {
+                        match handle.block_on(push(&client, url, &series, t_ms)) {
+                            Ok(()) => push_error = None,
+                            Err(e) => {
+                                let msg = format!("{e:#}");
+                                if push_error.as_deref() != Some(msg.as_str()) {
+                                    eprintln!("push to {url} failed: {msg}");
+                                }
+                                push_error = Some(msg);
                             }
-                            push_error = Some(msg);
                         }
                     }
                 }
-            }
-            WatchEvent::Finished { watcher } => {
-                for w in watcher.watched() {
-                    cycles.push((w.pid, w.cycles()));
+                WatchEvent::Finished { watcher } => {
+                    for w in watcher.watched() {
+                        cycles.push((w.pid, w.cycles()));
+                    }
                 }
-            }
-        };
-        crate::watch::run(&opts, stop, &mut report)?;
-        eprintln!("detached");
-        Ok((cycles, gctrace_at_attach))
-    })
-    .await
-    .context("the probe loop panicked")??;
+            };
+            crate::watch::run(&opts, stop, &mut report)?;
+            eprintln!("detached");
+            Ok((cycles, gctrace_at_attach))
+        })
+        .await
+        .context("the probe loop panicked")??;
 
     // Reverse validation against the process's own account.
-    let all: Vec<CycleTimes> = outcome.iter().flat_map(|(_, c)| c.iter().copied()).collect();
+    let all: Vec<CycleTimes> = outcome
+        .iter()
+        .flat_map(|(_, c)| c.iter().copied())
+        .collect();
     let mut ratios = Vec::new();
     if let Some(path) = &args.gctrace_log {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read --gctrace-log {}", path.display()))?;
-        let trace: Vec<_> = text.lines().filter_map(validate::parse_gctrace_line).collect();
+        let trace: Vec<_> = text
+            .lines()
+            .filter_map(validate::parse_gctrace_line)
+            .collect();
         let a = validate::compare_gctrace(&all, &trace, gctrace_hint);
         println!(
             "validation against gctrace: {} eBPF cycles matched {} of gctrace's (from gc {}):",
@@ -217,7 +248,10 @@ pub async fn run_attach(args: AttachArgs) -> anyhow::Result<()> {
             a.gctrace_cycles,
             a.offset + 1
         );
-        for (name, p) in [("sweep termination", &a.sweep_termination), ("mark termination", &a.mark_termination)] {
+        for (name, p) in [
+            ("sweep termination", &a.sweep_termination),
+            ("mark termination", &a.mark_termination),
+        ] {
             println!(
                 "  {name}: p50 {:.1} µs vs {:.1} µs (×{:.2}), max {:.1} µs vs {:.1} µs (×{:.2})",
                 p.ebpf_p50_ns as f64 / 1e3,
@@ -243,7 +277,12 @@ pub async fn run_attach(args: AttachArgs) -> anyhow::Result<()> {
             a.go_cycles,
             a.ratio()
         );
-        ratios.push(("gc_total".into(), "mean", "go_gc_duration_seconds", a.ratio()));
+        ratios.push((
+            "gc_total".into(),
+            "mean",
+            "go_gc_duration_seconds",
+            a.ratio(),
+        ));
     }
     if let (Some(push_url), false) = (&args.push, ratios.is_empty()) {
         let base: Vec<(String, String)> = outcome
@@ -349,11 +388,16 @@ fn save_profile(
 }
 
 fn print_summary(series: &[Series]) {
-    for s in series.iter().filter(|s| s.name() == "go_ebpf_gc_cycles_total") {
+    for s in series
+        .iter()
+        .filter(|s| s.name() == "go_ebpf_gc_cycles_total")
+    {
         let pid = s.label("pid").unwrap_or("?");
         let pauses: f64 = series
             .iter()
-            .filter(|x| x.name() == "go_ebpf_stw_pause_seconds_count" && x.label("pid") == Some(pid))
+            .filter(|x| {
+                x.name() == "go_ebpf_stw_pause_seconds_count" && x.label("pid") == Some(pid)
+            })
             .map(|x| x.value)
             .sum();
         let max = series
@@ -382,7 +426,10 @@ fn print_profile(p: &Profile) {
         p.measured_events_per_second,
         p.estimate
             .as_ref()
-            .map(|e| format!(", expected overhead was +{:.1}%", e.expected_overhead * 100.0))
+            .map(|e| format!(
+                ", expected overhead was +{:.1}%",
+                e.expected_overhead * 100.0
+            ))
             .unwrap_or_default()
     );
     for r in p.reasons.iter().take(8) {
@@ -398,7 +445,10 @@ fn print_profile(p: &Profile) {
         }
     }
     for s in p.alloc_sites.iter().take(5) {
-        println!("  {} sampled bytes ({} samples) at {}:", s.sampled_bytes, s.samples, s.stack.site);
+        println!(
+            "  {} sampled bytes ({} samples) at {}:",
+            s.sampled_bytes, s.samples, s.stack.site
+        );
         for f in s.stack.frames.iter().take(8) {
             println!("      {f}");
         }

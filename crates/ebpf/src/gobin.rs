@@ -166,12 +166,11 @@ impl GoBinary {
             .section_by_name(".go.buildinfo")
             .and_then(|s| s.data().ok())
             .ok_or_else(|| BinaryError::NoBuildInfo { path: p() })?;
-        let raw_version = build_info_version(buildinfo).map_err(|reason| {
-            BinaryError::BadBuildInfo {
+        let raw_version =
+            build_info_version(buildinfo).map_err(|reason| BinaryError::BadBuildInfo {
                 path: p(),
                 reason: reason.to_owned(),
-            }
-        })?;
+            })?;
         let version = GoVersion::parse(&raw_version).ok_or_else(|| BinaryError::BadBuildInfo {
             path: p(),
             reason: format!("unrecognised Go version {raw_version:?}"),
@@ -193,7 +192,10 @@ impl GoBinary {
             Some(f) => (SymbolSource::Symtab, f),
             None => {
                 let text = file.section_by_name(".text").map(|s| s.address());
-                let f = match file.section_by_name(".gopclntab").and_then(|s| s.data().ok()) {
+                let f = match file
+                    .section_by_name(".gopclntab")
+                    .and_then(|s| s.data().ok())
+                {
                     Some(sec) => pclntab::functions(sec, text)
                         .map_err(|source| BinaryError::Pclntab { path: p(), source })?,
                     // PIE builds keep the table inside .data.rel.ro, without a section

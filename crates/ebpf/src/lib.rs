@@ -10,14 +10,14 @@
 //! - [`validate`]: the eBPF numbers against the process's own (gctrace,
 //!   `go_gc_duration_seconds`).
 
+pub mod bench;
+pub mod calibrate;
+pub mod cli;
 pub mod gobin;
+pub mod metrics;
 pub mod pclntab;
 pub mod probes;
-pub mod tables;
-pub mod calibrate;
-pub mod metrics;
 pub mod session;
+pub mod tables;
 pub mod validate;
-pub mod cli;
 pub mod watch;
-pub mod bench;

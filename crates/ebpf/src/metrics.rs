@@ -21,7 +21,11 @@ impl Series {
         let mut labels = Vec::with_capacity(resource.len() + extra.len() + 1);
         labels.push(("__name__".to_owned(), name.to_owned()));
         labels.extend(resource.iter().cloned());
-        labels.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        labels.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         labels.sort();
         labels.dedup_by(|a, b| a.0 == b.0);
         Series { labels, value: v }
@@ -177,7 +181,12 @@ mod tests {
         let res = vec![("job".to_owned(), "x".to_owned())];
         let s = vec![
             Series::new("go_ebpf_gc_cycles_total", &res, &[("pid", "1")], 3.0),
-            Series::new("go_ebpf_stw_pause_seconds_bucket", &res, &[("le", "+Inf")], 2.0),
+            Series::new(
+                "go_ebpf_stw_pause_seconds_bucket",
+                &res,
+                &[("le", "+Inf")],
+                2.0,
+            ),
         ];
         assert_eq!(s[0].labels[0].0, "__name__");
         assert_eq!(s[0].label("pid"), Some("1"));
@@ -185,8 +194,7 @@ mod tests {
         assert_eq!((b.series.len(), refused), (2, 0));
         let body = remote_write_body(&s, 1000);
         let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
-        let (decoded, _) =
-            lastmile_receivers::remote_write::decode_write_request(&raw).unwrap();
+        let (decoded, _) = lastmile_receivers::remote_write::decode_write_request(&raw).unwrap();
         assert_eq!(decoded.series.len(), 2);
         assert_eq!(decoded.num_samples(), 2);
         assert!(to_text(&s).contains("go_ebpf_gc_cycles_total{job=\"x\",pid=\"1\"} 3"));

@@ -266,13 +266,16 @@ fn mark_term_end_site(b: &GoBinary) -> Result<u64, BinaryError> {
     let calls = b.calls(func::GC_MARK_TERMINATION)?;
     calls
         .windows(2)
-        .find(|w| {
-            w[0].1.starts_with(func::NANOTIME) && w[1].1 == func::TIME_NOW
-        })
+        .find(|w| w[0].1.starts_with(func::NANOTIME) && w[1].1 == func::TIME_NOW)
         .map(|w| w[0].0)
         .ok_or_else(|| BinaryError::MissingFunction {
             path: b.path().to_owned(),
-            name: format!("{} call followed by {} in {}", func::NANOTIME, func::TIME_NOW, func::GC_MARK_TERMINATION),
+            name: format!(
+                "{} call followed by {} in {}",
+                func::NANOTIME,
+                func::TIME_NOW,
+                func::GC_MARK_TERMINATION
+            ),
         })
 }
 
@@ -514,9 +517,7 @@ impl RuntimeProbes {
         let Ok(arr) = PerCpuArray::<&MapData, u64>::try_from(map) else {
             return 0;
         };
-        arr.get(&(c as u32), 0)
-            .map(|v| v.iter().sum())
-            .unwrap_or(0)
+        arr.get(&(c as u32), 0).map(|v| v.iter().sum()).unwrap_or(0)
     }
 
     /// Forgets the park-profile state of a process (after a window), or of every process.
@@ -585,7 +586,11 @@ impl RuntimeProbes {
         let Ok(mut h) = BpfHashMap::<&mut MapData, K, V>::try_from(map) else {
             return;
         };
-        let keys: Vec<K> = h.keys().filter_map(Result::ok).filter(|k| pred(k)).collect();
+        let keys: Vec<K> = h
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| pred(k))
+            .collect();
         for k in keys {
             let _ = h.remove(&k);
         }

@@ -200,7 +200,10 @@ impl Watcher {
         let exe = PathBuf::from(format!("/proc/{pid}/exe"));
         let real = std::fs::read_link(&exe).map_err(|e| SessionError::Process {
             pid,
-            reason: format!("cannot read {}: {e} (does it exist, and are you root?)", exe.display()),
+            reason: format!(
+                "cannot read {}: {e} (does it exist, and are you root?)",
+                exe.display()
+            ),
         })?;
         let meta = std::fs::metadata(&exe).map_err(|e| SessionError::Process {
             pid,
@@ -286,7 +289,10 @@ impl Watcher {
 
     /// Detaches a process's probes and forgets it.
     pub fn unwatch(&mut self, pid: u32) -> Result<(), SessionError> {
-        let w = self.procs.remove(&pid).ok_or(SessionError::NotWatched(pid))?;
+        let w = self
+            .procs
+            .remove(&pid)
+            .ok_or(SessionError::NotWatched(pid))?;
         let mut first = None;
         for links in w.links {
             if let Err(e) = self.probes.detach(links) {
@@ -367,8 +373,15 @@ impl Watcher {
         let mut out = Vec::new();
         let gc = self.probes.gc_stats()?;
         for (tgid, g) in gc {
-            let Some(w) = self.procs.get(&tgid) else { continue };
-            out.push(Series::new("go_ebpf_gc_cycles_total", &w.labels, &[], g.cycles as f64));
+            let Some(w) = self.procs.get(&tgid) else {
+                continue;
+            };
+            out.push(Series::new(
+                "go_ebpf_gc_cycles_total",
+                &w.labels,
+                &[],
+                g.cycles as f64,
+            ));
             out.push(Series::new(
                 "go_ebpf_gc_start_calls_total",
                 &w.labels,
@@ -379,7 +392,9 @@ impl Watcher {
         let mut stw = self.probes.stw_stats()?;
         stw.sort_by_key(|(k, _)| *k);
         for (key, st) in stw {
-            let Some(w) = self.procs.get(&key.tgid) else { continue };
+            let Some(w) = self.procs.get(&key.tgid) else {
+                continue;
+            };
             let reason = stw_label(w.table, key.kind);
             let extra = [("reason", reason.as_str())];
             let mut cumulative = 0u64;
@@ -420,7 +435,9 @@ impl Watcher {
             ));
         }
         for (pid, reasons) in &self.park_totals {
-            let Some(w) = self.procs.get(pid) else { continue };
+            let Some(w) = self.procs.get(pid) else {
+                continue;
+            };
             for (reason, (parks, blocked)) in reasons {
                 let extra = [("wait_reason", reason.as_str())];
                 out.push(Series::new(
@@ -438,7 +455,9 @@ impl Watcher {
             }
         }
         for (pid, sites) in &self.park_site_totals {
-            let Some(w) = self.procs.get(pid) else { continue };
+            let Some(w) = self.procs.get(pid) else {
+                continue;
+            };
             for ((reason, site), parks) in sites {
                 out.push(Series::new(
                     "go_ebpf_goroutine_park_site_parks_total",
@@ -449,7 +468,9 @@ impl Watcher {
             }
         }
         for (pid, sites) in &self.alloc_site_totals {
-            let Some(w) = self.procs.get(pid) else { continue };
+            let Some(w) = self.procs.get(pid) else {
+                continue;
+            };
             for (site, bytes) in sites {
                 out.push(Series::new(
                     "go_ebpf_alloc_sampled_bytes_total",
@@ -478,7 +499,10 @@ impl Watcher {
             return Ok(c);
         }
         let cost = crate::calibrate::probe_cost(&mut self.probes)?;
-        tracing::info!(cost_us = cost.as_secs_f64() * 1e6, "measured uprobe hit cost");
+        tracing::info!(
+            cost_us = cost.as_secs_f64() * 1e6,
+            "measured uprobe hit cost"
+        );
         self.probe_cost = Some(cost);
         Ok(cost)
     }
@@ -576,7 +600,7 @@ impl Watcher {
                     e.2 += v.blocked_ns;
                     sites.push((reason, k, v));
                 }
-                sites.sort_by(|a, b| b.2.parks.cmp(&a.2.parks));
+                sites.sort_by_key(|s| std::cmp::Reverse(s.2.parks));
                 for (reason, k, v) in sites.into_iter().take(TOP_STACKS) {
                     let stack = symbols.stack(self.probes.stack(k.stack_id), k.caller);
                     profile.park_sites.push(ParkSite {
@@ -596,7 +620,7 @@ impl Watcher {
                         blocked_seconds: blocked as f64 / 1e9,
                     })
                     .collect();
-                reasons.sort_by(|a, b| b.parks.cmp(&a.parks));
+                reasons.sort_by_key(|r| std::cmp::Reverse(r.parks));
                 profile.reasons = reasons;
                 self.probes.clear_park(Some(pid));
                 let totals = self.park_totals.entry(pid).or_default();
@@ -619,7 +643,7 @@ impl Watcher {
                     .into_iter()
                     .filter(|(k, _)| k.tgid == pid)
                     .collect();
-                sites.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes));
+                sites.sort_by_key(|s| std::cmp::Reverse(s.1.bytes));
                 for (k, v) in sites.into_iter().take(TOP_STACKS) {
                     let stack = symbols.stack(self.probes.stack(k.stack_id), k.caller);
                     profile.alloc_sites.push(AllocSite {
@@ -683,7 +707,11 @@ fn stw_label(table: &RuntimeTable, kind: u32) -> String {
 
 /// Expected slowdown: probe time per second over the CPU the process uses; a process
 /// that spends fraction f of its CPU in probes runs 1/(1-f) times longer.
-pub fn estimate_overhead(events_per_second: f64, cost: Duration, cpu_cores: f64) -> OverheadEstimate {
+pub fn estimate_overhead(
+    events_per_second: f64,
+    cost: Duration,
+    cpu_cores: f64,
+) -> OverheadEstimate {
     let probe_cores = events_per_second * cost.as_secs_f64();
     let f = if cpu_cores > 0.0 {
         (probe_cores / cpu_cores).min(0.99)
@@ -803,7 +831,11 @@ pub fn pids_by_name(name: &str) -> Vec<u32> {
         return out;
     };
     for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         if pid == std::process::id() {

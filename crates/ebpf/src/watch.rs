@@ -45,16 +45,35 @@ pub struct WatchOptions {
 
 /// What the loop reports to its owner.
 pub enum WatchEvent<'a> {
-    Attached { pid: u32, description: String },
-    AttachFailed { pid: u32, error: String },
+    Attached {
+        pid: u32,
+        description: String,
+    },
+    AttachFailed {
+        pid: u32,
+        error: String,
+    },
     /// The process exited; its probes are detached. `cycles`: the GC cycles it had.
-    Exited { pid: u32, cycles: Vec<crate::validate::CycleTimes> },
-    Estimate { pid: u32, kind: &'static str, window: Duration, estimate: &'a OverheadEstimate },
+    Exited {
+        pid: u32,
+        cycles: Vec<crate::validate::CycleTimes>,
+    },
+    Estimate {
+        pid: u32,
+        kind: &'static str,
+        window: Duration,
+        estimate: &'a OverheadEstimate,
+    },
     Profile(&'a Profile),
-    Series { t_ms: i64, series: Vec<Series> },
+    Series {
+        t_ms: i64,
+        series: Vec<Series>,
+    },
     /// Called once after the last series, before detaching: the caller may compare the
     /// cycles with the process's own account (see [`crate::validate`]).
-    Finished { watcher: &'a Watcher },
+    Finished {
+        watcher: &'a Watcher,
+    },
 }
 
 fn matching_pids(sel: &Selector) -> Vec<u32> {
@@ -76,8 +95,7 @@ fn matching_pids(sel: &Selector) -> Vec<u32> {
                     else {
                         continue;
                     };
-                    if std::fs::read_link(format!("/proc/{pid}/exe")).ok().as_ref() == Some(&want)
-                    {
+                    if std::fs::read_link(format!("/proc/{pid}/exe")).ok().as_ref() == Some(&want) {
                         out.push(pid);
                     }
                 }
@@ -111,7 +129,9 @@ pub fn run(
             // New processes.
             for spec in &opts.specs {
                 let pids = matching_pids(&spec.selector);
-                if let (Selector::Pid(pid), true, true) = (&spec.selector, pids.is_empty(), first_scan) {
+                if let (Selector::Pid(pid), true, true) =
+                    (&spec.selector, pids.is_empty(), first_scan)
+                {
                     return Err(SessionError::Process {
                         pid: *pid,
                         reason: "no such process".into(),
@@ -150,7 +170,11 @@ pub fn run(
                         (ProbeSet::Alloc, spec.alloc_profile),
                     ] {
                         let Some(window) = window else { continue };
-                        let kind = if set == ProbeSet::Park { "park" } else { "alloc" };
+                        let kind = if set == ProbeSet::Park {
+                            "park"
+                        } else {
+                            "alloc"
+                        };
                         let mut on_estimate = |e: &OverheadEstimate| {
                             report(WatchEvent::Estimate {
                                 pid,
@@ -159,7 +183,8 @@ pub fn run(
                                 estimate: e,
                             })
                         };
-                        match watcher.profile(pid, set, window, opts.calibration, &mut on_estimate) {
+                        match watcher.profile(pid, set, window, opts.calibration, &mut on_estimate)
+                        {
                             Ok(p) => report(WatchEvent::Profile(&p)),
                             Err(e) => report(WatchEvent::AttachFailed {
                                 pid,
@@ -193,7 +218,11 @@ pub fn run(
             });
             break;
         }
-        watcher.wait_events(next_tick.saturating_duration_since(Instant::now()).min(Duration::from_millis(200)));
+        watcher.wait_events(
+            next_tick
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(200)),
+        );
     }
     report(WatchEvent::Finished { watcher: &watcher });
     watcher.unwatch_all()?;

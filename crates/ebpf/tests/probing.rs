@@ -55,7 +55,11 @@ fn gc_cycles_and_pauses_agree_with_gctrace() {
         let before = entry_byte(pid, &bin, func::GC_START);
         assert_ne!(before, 0xcc);
         watcher.watch_pid(pid, &[]).expect("attach");
-        assert_eq!(entry_byte(pid, &bin, func::GC_START), 0xcc, "uprobe in place");
+        assert_eq!(
+            entry_byte(pid, &bin, func::GC_START),
+            0xcc,
+            "uprobe in place"
+        );
         proc.go();
         // The fixture runs to its end; the watcher notices the exit and detaches.
         let mut exited = Vec::new();
@@ -65,9 +69,16 @@ fn gc_cycles_and_pauses_agree_with_gctrace() {
             !exited.is_empty()
         });
         let status = proc.child.wait().unwrap();
-        assert!(status.success(), "Go {go}: fixture failed under probes: {status}");
         assert!(
-            proc.stdout.lock().unwrap().iter().any(|l| l.starts_with("done")),
+            status.success(),
+            "Go {go}: fixture failed under probes: {status}"
+        );
+        assert!(
+            proc.stdout
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.starts_with("done")),
             "Go {go}: fixture did not finish its work"
         );
         let w = exited.pop().unwrap();
@@ -82,7 +93,11 @@ fn gc_cycles_and_pauses_agree_with_gctrace() {
             .iter()
             .filter(|c| c.sweep_ns.is_some() && c.mark_ns.is_some())
             .count();
-        assert!(trace.len() >= 50, "Go {go}: only {} gctrace lines", trace.len());
+        assert!(
+            trace.len() >= 50,
+            "Go {go}: only {} gctrace lines",
+            trace.len()
+        );
         assert_eq!(
             complete,
             trace.len(),
@@ -110,7 +125,11 @@ fn gc_cycles_and_pauses_agree_with_gctrace() {
                 && a.mark_termination.within(REL_TOLERANCE, ABS_TOLERANCE_NS),
         ));
     }
-    let bad: Vec<_> = report.iter().filter(|(_, ok)| !ok).map(|(l, _)| l).collect();
+    let bad: Vec<_> = report
+        .iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(l, _)| l)
+        .collect();
     assert!(
         bad.is_empty(),
         "pauses outside {REL_TOLERANCE} relative / {ABS_TOLERANCE_NS} ns: {bad:#?}"
@@ -140,11 +159,22 @@ fn park_profile(watcher: &mut Watcher, go: &str, mode: &str) -> lastmile_ebpf::s
             &mut |e| estimate = Some(e.clone()),
         )
         .expect("park profile");
-    assert!(estimate.is_some(), "estimate reported before the window ends");
+    assert!(
+        estimate.is_some(),
+        "estimate reported before the window ends"
+    );
     let bin = GoBinary::open(&fx.path).unwrap();
-    assert_ne!(entry_byte(pid, &bin, func::GOPARK), 0xcc, "park probes gone after the window");
+    assert_ne!(
+        entry_byte(pid, &bin, func::GOPARK),
+        0xcc,
+        "park probes gone after the window"
+    );
     watcher.unwatch(pid).unwrap();
-    assert_ne!(entry_byte(pid, &bin, func::GC_START), 0xcc, "always-on probes gone");
+    assert_ne!(
+        entry_byte(pid, &bin, func::GC_START),
+        0xcc,
+        "always-on probes gone"
+    );
     // The process keeps running after detach.
     assert!(lastmile_ebpf::session::proc_start_time(pid).is_some());
     profile
@@ -158,7 +188,11 @@ fn park_profile_shows_the_mutex_and_the_channel() {
     let mut watcher = Watcher::new().expect("load BPF object");
     for go in ["1.19", "1.21", "1.22", "1.23"] {
         let p = park_profile(&mut watcher, go, "mutex");
-        let expected = if go == "1.19" { "semacquire" } else { "sync.Mutex.Lock" };
+        let expected = if go == "1.19" {
+            "semacquire"
+        } else {
+            "sync.Mutex.Lock"
+        };
         let top = &p.reasons[0];
         eprintln!(
             "Go {go} mutex fixture: top reason {:?} ({} parks, {:.3} s blocked), {:.0} events/s measured, {:.1} % overhead expected; top stack {:?}",
@@ -170,18 +204,33 @@ fn park_profile_shows_the_mutex_and_the_channel() {
             p.park_sites[0].stack.frames
         );
         assert_eq!(top.reason, expected, "Go {go}: {:?}", p.reasons);
-        assert!(top.readies > 0 && top.blocked_seconds > 0.0, "Go {go}: {top:?}");
+        assert!(
+            top.readies > 0 && top.blocked_seconds > 0.0,
+            "Go {go}: {top:?}"
+        );
         let site = &p.park_sites[0];
         assert_eq!(site.reason, expected);
-        assert_eq!(site.stack.site, "main.lockedWork", "Go {go}: {:?}", site.stack.frames);
+        assert_eq!(
+            site.stack.site, "main.lockedWork",
+            "Go {go}: {:?}",
+            site.stack.frames
+        );
         assert!(
-            site.stack.frames.iter().any(|f| f == "sync.(*Mutex).Lock" || f == "sync.(*Mutex).lockSlow"),
+            site.stack
+                .frames
+                .iter()
+                .any(|f| f == "sync.(*Mutex).Lock" || f == "sync.(*Mutex).lockSlow"),
             "Go {go}: {:?}",
             site.stack.frames
         );
     }
     let p = park_profile(&mut watcher, "1.23", "chan");
-    let top: Vec<&str> = p.reasons.iter().take(2).map(|r| r.reason.as_str()).collect();
+    let top: Vec<&str> = p
+        .reasons
+        .iter()
+        .take(2)
+        .map(|r| r.reason.as_str())
+        .collect();
     assert!(
         top.contains(&"chan receive") || top.contains(&"chan send"),
         "channel fixture: {:?}",
@@ -223,7 +272,11 @@ fn alloc_profile_finds_the_hot_spot() {
             "Go {go} alloc fixture: top site {} ({} samples, {} bytes), {:.0} samples/s",
             top.stack.site, top.samples, top.sampled_bytes, p.measured_events_per_second
         );
-        assert_eq!(top.stack.site, "main.allocHotSpot", "Go {go}: {:?}", top.stack.frames);
+        assert_eq!(
+            top.stack.site, "main.allocHotSpot",
+            "Go {go}: {:?}",
+            top.stack.frames
+        );
         // Every sampled allocation of the fixture is a 64 KiB slice: the size register
         // of this Go version was read correctly.
         assert_eq!(top.sampled_bytes, top.samples * 65536, "Go {go}");
@@ -270,7 +323,13 @@ fn node_exporter_agrees_with_its_own_gc_account() {
     let listen = format!("--web.listen-address={addr}");
     let proc = Running::spawn(
         Path::new(common::NODE_EXPORTER),
-        &[&listen, "--collector.disable-defaults", "--collector.cpu", "--collector.meminfo", "--collector.stat"],
+        &[
+            &listen,
+            "--collector.disable-defaults",
+            "--collector.cpu",
+            "--collector.meminfo",
+            "--collector.stat",
+        ],
         &[("GODEBUG", "gctrace=1")],
     );
     wait_for("node-exporter to listen", Duration::from_secs(20), || {

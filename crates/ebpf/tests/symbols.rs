@@ -36,7 +36,9 @@ fn go_nm(go: &str, bin: &Path) -> HashMap<String, Vec<(u64, u64)>> {
         if f.len() == 4 && (f[2] == "T" || f[2] == "t") {
             let addr = u64::from_str_radix(f[0], 16).unwrap();
             let size: u64 = f[1].parse().unwrap();
-            m.entry(f[3].to_owned()).or_insert_with(Vec::new).push((addr, size));
+            m.entry(f[3].to_owned())
+                .or_insert_with(Vec::new)
+                .push((addr, size));
         }
     }
     m
@@ -73,7 +75,10 @@ fn ours_sorted(b: &GoBinary) -> Vec<(u64, u64, String)> {
 /// Equal tables, or a failure naming the first difference (not the whole table).
 fn same_table(ours: &[(u64, u64, String)], go: &[(u64, u64, String)], bin: &Path) {
     if let Some((i, (a, b))) = ours.iter().zip(go).enumerate().find(|(_, (a, b))| a != b) {
-        panic!("{}: function {i} differs: ours {a:x?}, Go's {b:x?}", bin.display());
+        panic!(
+            "{}: function {i} differs: ours {a:x?}, Go's {b:x?}",
+            bin.display()
+        );
     }
     assert_eq!(ours.len(), go.len(), "{}: function count", bin.display());
 }
@@ -134,7 +139,11 @@ fn fixtures_resolve_and_match_go_tools() {
         } else {
             // Against `go tool nm`: address and size of every text symbol (a stripped
             // PIE against its unstripped twin: -s -w leaves the code where it was).
-            let go = common::GO_VERSIONS.iter().find(|(v, _)| *v == f.go).unwrap().1;
+            let go = common::GO_VERSIONS
+                .iter()
+                .find(|(v, _)| *v == f.go)
+                .unwrap()
+                .1;
             let nm_of = if f.flavour == "pie-stripped" {
                 common::fixture(f.go, "pie").path.clone()
             } else {
@@ -148,19 +157,33 @@ fn fixtures_resolve_and_match_go_tools() {
             }
             // Names the Go toolchain emits twice (e.g. ABI variants) are listed once by
             // nm; they are left out, everything else is compared.
-            for func in b.functions().iter().filter(|f| ours_count[f.name.as_str()] == 1) {
+            for func in b
+                .functions()
+                .iter()
+                .filter(|f| ours_count[f.name.as_str()] == 1)
+            {
                 if let Some(candidates) = nm.get(&func.name) {
                     // nm's size stops at the last instruction; the ELF symbol may include
                     // alignment padding.
                     let Some(&(_, size)) = candidates.iter().find(|c| c.0 == func.start) else {
-                        panic!("{} at {:#x}: go tool nm has {candidates:x?}", func.name, func.start);
+                        panic!(
+                            "{} at {:#x}: go tool nm has {candidates:x?}",
+                            func.name, func.start
+                        );
                     };
                     let ours = func.end - func.start;
-                    assert!(ours >= size && ours - size < 64, "{}: {ours} vs {size}", func.name);
+                    assert!(
+                        ours >= size && ours - size < 64,
+                        "{}: {ours} vs {size}",
+                        func.name
+                    );
                     compared += 1;
                 }
             }
-            assert!(compared > 1000, "only {compared} functions compared with go tool nm");
+            assert!(
+                compared > 1000,
+                "only {compared} functions compared with go tool nm"
+            );
         }
         eprintln!(
             "{}: {} {} functions from {}",
@@ -187,7 +210,11 @@ fn node_exporter_stripped_cgo_binary() {
     // cgo: the Go text starts after C code, so pclntab's textStart is not .text's address.
     let path = Path::new(common::NODE_EXPORTER);
     same_table(&ours_sorted(&b), &go_pclntab(path), path);
-    eprintln!("node-exporter: {} {} functions", b.version(), b.functions().len());
+    eprintln!(
+        "node-exporter: {} {} functions",
+        b.version(),
+        b.functions().len()
+    );
 }
 
 #[test]
@@ -211,10 +238,21 @@ fn tables_match_go_sources() {
         let mprof = std::fs::read_to_string(root.join("src/runtime/mprof.go")).unwrap();
         let version = lastmile_ebpf::gobin::GoVersion::parse(&format!("go{v}")).unwrap();
         let t = table_for(&version).unwrap();
-        assert_eq!(array_strings(&rt2, "var waitReasonStrings"), t.wait_reasons, "Go {v}");
+        assert_eq!(
+            array_strings(&rt2, "var waitReasonStrings"),
+            t.wait_reasons,
+            "Go {v}"
+        );
         if t.stw_reason_in_rax {
-            assert_eq!(array_strings(&proc, "var stwReasonStrings"), t.stw_reasons, "Go {v}");
-            assert!(proc.contains("func stopTheWorldWithSema(reason stwReason)"), "Go {v}");
+            assert_eq!(
+                array_strings(&proc, "var stwReasonStrings"),
+                t.stw_reasons,
+                "Go {v}"
+            );
+            assert!(
+                proc.contains("func stopTheWorldWithSema(reason stwReason)"),
+                "Go {v}"
+            );
         } else {
             assert!(proc.contains("func stopTheWorldWithSema() {"), "Go {v}");
         }
@@ -226,7 +264,10 @@ fn tables_match_go_sources() {
             "func mProf_Malloc(p unsafe.Pointer, size uintptr)"
         };
         assert!(mprof.contains(alloc_sig), "Go {v}: {alloc_sig}");
-        assert!(proc.contains("int64 {") && proc.contains("func startTheWorldWithSema("), "Go {v}");
+        assert!(
+            proc.contains("int64 {") && proc.contains("func startTheWorldWithSema("),
+            "Go {v}"
+        );
     }
 }
 

@@ -205,14 +205,19 @@ impl Config {
             let window = |d: &Option<String>, what: &str| -> anyhow::Result<Option<Duration>> {
                 d.as_deref()
                     .map(|s| {
-                        parse_duration(s)
-                            .map_err(|e| anyhow::anyhow!("go_runtime {}: {what} {s:?}: {e}", p.name))
+                        parse_duration(s).map_err(|e| {
+                            anyhow::anyhow!("go_runtime {}: {what} {s:?}: {e}", p.name)
+                        })
                     })
                     .transpose()
             };
             specs.push(lastmile_ebpf::watch::WatchSpec {
                 selector: lastmile_ebpf::watch::Selector::Name(p.name.clone()),
-                labels: p.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                labels: p
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
                 park_profile: window(&p.park_profile, "park_profile")?,
                 alloc_profile: window(&p.alloc_profile, "alloc_profile")?,
             });
@@ -299,11 +304,26 @@ mod tests {
         let w = c.go_runtime_watch().unwrap().unwrap();
         assert_eq!(w.interval, Duration::from_secs(5));
         assert_eq!(w.specs[0].park_profile, Some(Duration::from_secs(10)));
-        assert_eq!(w.specs[0].labels, vec![("job".to_owned(), "shop".to_owned())]);
+        assert_eq!(
+            w.specs[0].labels,
+            vec![("job".to_owned(), "shop".to_owned())]
+        );
         assert!(parse("go_runtime:\n  processes:\n    - nmae: x\n").is_err());
-        let c = parse("go_runtime:\n  processes:\n    - name: x\n      park_profile: soon\n").unwrap();
-        assert!(c.go_runtime_watch().unwrap_err().to_string().contains("soon"));
-        assert!(parse("go_runtime: {}\n").unwrap().go_runtime_watch().unwrap().is_none());
+        let c =
+            parse("go_runtime:\n  processes:\n    - name: x\n      park_profile: soon\n").unwrap();
+        assert!(
+            c.go_runtime_watch()
+                .unwrap_err()
+                .to_string()
+                .contains("soon")
+        );
+        assert!(
+            parse("go_runtime: {}\n")
+                .unwrap()
+                .go_runtime_watch()
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

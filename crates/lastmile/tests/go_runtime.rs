@@ -41,7 +41,14 @@ fn can_run() -> bool {
 /// Whether the binary under test was built with its BPF programs: ask it.
 fn lastmile_ebpf_available() -> Result<(), String> {
     let out = Command::new(common::lastmile_bin())
-        .args(["go-runtime", "attach", "--pid", "4000000000", "--duration", "1ms"])
+        .args([
+            "go-runtime",
+            "attach",
+            "--pid",
+            "4000000000",
+            "--duration",
+            "1ms",
+        ])
         .output()
         .map_err(|e| e.to_string())?;
     let err = String::from_utf8_lossy(&out.stderr);
@@ -96,7 +103,9 @@ fn start_fixture(bin: &Path) -> Fixture {
 }
 
 fn query_value(server: &Lastmile, q: &str) -> Option<f64> {
-    let r = server.get(&format!("/api/v1/query?query={}", enc(q))).json();
+    let r = server
+        .get(&format!("/api/v1/query?query={}", enc(q)))
+        .json();
     let v = r["data"]["result"][0]["value"][1].as_str()?;
     v.parse().ok()
 }
@@ -113,16 +122,32 @@ fn attach_pushes_series_and_a_park_profile_to_serve() {
     let out = Command::new(common::lastmile_bin())
         .args(["go-runtime", "attach", "--pid", &pid.to_string()])
         .args(["--push", &format!("http://{}/api/v1/write", server.addr)])
-        .args(["--interval", "1s", "--park-profile", "2s", "--duration", "4s"])
+        .args([
+            "--interval",
+            "1s",
+            "--park-profile",
+            "2s",
+            "--duration",
+            "4s",
+        ])
         .args(["--label", "job=shop"])
         .output()
         .expect("run lastmile go-runtime attach");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "attach failed: {stderr}");
-    assert!(stderr.contains(&format!("attached to pid {pid}")), "{stderr}");
-    assert!(stderr.contains("expected overhead"), "estimate stated up front: {stderr}");
-    assert!(stdout.contains(&format!("park profile of pid {pid}")), "{stdout}");
+    assert!(
+        stderr.contains(&format!("attached to pid {pid}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("expected overhead"),
+        "estimate stated up front: {stderr}"
+    );
+    assert!(
+        stdout.contains(&format!("park profile of pid {pid}")),
+        "{stdout}"
+    );
     assert!(stderr.contains("detached"), "{stderr}");
 
     let q = format!("go_ebpf_gc_cycles_total{{job=\"shop\",pid=\"{pid}\"}}");
@@ -137,8 +162,17 @@ fn attach_pushes_series_and_a_park_profile_to_serve() {
         &format!("sum(go_ebpf_stw_pause_seconds_count{{pid=\"{pid}\"}})"),
     )
     .expect("STW histogram stored");
-    assert!(count >= 2.0 * cycles, "two GC pauses per cycle: {count} for {cycles}");
-    assert!(query_value(&server, &format!("go_ebpf_goroutine_parks_total{{pid=\"{pid}\"}}")).is_some());
+    assert!(
+        count >= 2.0 * cycles,
+        "two GC pauses per cycle: {count} for {cycles}"
+    );
+    assert!(
+        query_value(
+            &server,
+            &format!("go_ebpf_goroutine_parks_total{{pid=\"{pid}\"}}")
+        )
+        .is_some()
+    );
 
     let list = server.get("/api/v1/go-runtime/profiles").json();
     let profiles = list["data"].as_array().expect("profile list");
@@ -146,7 +180,9 @@ fn attach_pushes_series_and_a_park_profile_to_serve() {
     assert_eq!(profiles[0]["kind"], "park");
     assert_eq!(profiles[0]["pid"], pid);
     let id = profiles[0]["id"].as_str().unwrap();
-    let one = server.get(&format!("/api/v1/go-runtime/profiles/{id}")).json();
+    let one = server
+        .get(&format!("/api/v1/go-runtime/profiles/{id}"))
+        .json();
     assert!(!one["data"]["park_sites"].as_array().unwrap().is_empty());
     // The probed process keeps running.
     assert!(Path::new(&format!("/proc/{pid}")).exists());
@@ -179,7 +215,10 @@ fn serve_watches_go_processes_by_name() {
     wait_for("the park profile", Duration::from_secs(30), |last| {
         let list = server.get("/api/v1/go-runtime/profiles").json();
         *last = list.to_string();
-        list["data"].as_array().filter(|a| !a.is_empty()).map(|_| ())
+        list["data"]
+            .as_array()
+            .filter(|a| !a.is_empty())
+            .map(|_| ())
     });
     // Bad profile uploads are refused with a message, nothing stored.
     let r = server.post("/api/v1/go-runtime/profiles", &[], b"{\"kind\":\"cpu\"}");

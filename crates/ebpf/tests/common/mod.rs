@@ -130,7 +130,11 @@ pub fn fixtures() -> &'static Fixtures {
         }
         let gosymdump = work.join("gosymdump");
         go_build(GO_VERSIONS[3].1, &fixture_src("gosymdump"), &gosymdump, &[]);
-        eprintln!("built {} Go fixtures in {:?}", gowork.len() + 1, t.elapsed());
+        eprintln!(
+            "built {} Go fixtures in {:?}",
+            gowork.len() + 1,
+            t.elapsed()
+        );
         Fixtures { gowork, gosymdump }
     })
 }
