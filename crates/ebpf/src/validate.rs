@@ -204,7 +204,7 @@ pub fn compare_gc_duration(
     ebpf: &[CycleTimes],
 ) -> GcDurationAgreement {
     let go_cycles = after.1.saturating_sub(before.1);
-    let go_sum_ns = ((after.0 - before.0).max(0.0) * 1e9) as u64;
+    let go_sum_ns = ((after.0 - before.0).max(0.0) * 1e9).round() as u64;
     let complete: Vec<u64> = ebpf
         .iter()
         .filter(|c| c.sweep_ns.is_some() && c.mark_ns.is_some())

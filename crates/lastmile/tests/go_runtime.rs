@@ -225,3 +225,83 @@ fn serve_watches_go_processes_by_name() {
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.text().contains("kind"));
 }
+
+/// The byte at a function's entry in a running process: 0xCC while a uprobe is there.
+fn entry_byte(pid: u32, bin: &Path, func: &str) -> u8 {
+    use std::io::{Read, Seek, SeekFrom};
+    let b = lastmile_ebpf::gobin::GoBinary::open(bin).unwrap();
+    let addr = b.function(func).unwrap().start;
+    let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    mem.seek(SeekFrom::Start(addr)).unwrap();
+    let mut byte = [0u8; 1];
+    mem.read_exact(&mut byte).unwrap();
+    byte[0]
+}
+
+#[test]
+fn attach_by_binary_detaches_on_sigterm() {
+    if !can_run() {
+        return;
+    }
+    let dir = TestDir::new();
+    let bin = dir.path().join("gowork-term");
+    std::fs::copy(gowork(), &bin).unwrap();
+    let fx = start_fixture(&bin);
+    let pid = fx.0.id();
+    let stderr_path = dir.path().join("attach.err");
+    let mut attach = Command::new(common::lastmile_bin())
+        .args(["go-runtime", "attach", "--binary"])
+        .arg(&bin)
+        .args(["--interval", "500ms"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for(
+        "attach to report the process",
+        Duration::from_secs(20),
+        |last| {
+            let text = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+            *last = text.clone();
+            text.contains(&format!("attached to pid {pid}"))
+                .then_some(())
+        },
+    );
+    assert_eq!(
+        entry_byte(pid, &bin, "runtime.gcStart"),
+        0xcc,
+        "probe in place"
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &attach.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = attach.wait().unwrap();
+    let text = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(exit.success(), "{text}");
+    assert!(text.contains("detached"), "{text}");
+    assert_ne!(
+        entry_byte(pid, &bin, "runtime.gcStart"),
+        0xcc,
+        "probe removed"
+    );
+    // A Go binary of an unsupported kind is refused with a reason.
+    let out = Command::new(common::lastmile_bin())
+        .args([
+            "go-runtime",
+            "attach",
+            "--pid",
+            &std::process::id().to_string(),
+            "--duration",
+            "1s",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no Go build info"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
