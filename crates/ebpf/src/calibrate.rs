@@ -60,9 +60,13 @@ fn time_calls() -> Duration {
     thread_cpu().saturating_sub(t)
 }
 
-/// Cost of one hit of the park probe (the most expensive program: it walks the stack).
-/// Falls back to 10 µs, measured on the development VMs, when this binary has no symbols.
-pub fn probe_cost(probes: &mut RuntimeProbes) -> Result<Duration, ProbeError> {
+/// Cost of one hit of a BPF program (trap plus program): `go_gopark` walks the stack,
+/// `go_ready` only looks up a map. Falls back to 10 µs, measured on the development VMs,
+/// when this binary has no symbols.
+pub fn probe_cost(
+    probes: &mut RuntimeProbes,
+    program: &'static str,
+) -> Result<Duration, ProbeError> {
     let (exe, offset) = match own_offset() {
         Ok(x) => x,
         Err(reason) => {
@@ -71,9 +75,10 @@ pub fn probe_cost(probes: &mut RuntimeProbes) -> Result<Duration, ProbeError> {
         }
     };
     let base = time_calls().min(time_calls());
-    let links = probes.attach_raw("go_gopark", Path::new(&exe), offset, std::process::id())?;
+    let links = probes.attach_raw(program, Path::new(&exe), offset, std::process::id())?;
     let probed = time_calls().min(time_calls());
     probes.detach(links)?;
     probes.clear_park(Some(std::process::id()));
+    probes.clear_alloc(Some(std::process::id()));
     Ok(probed.saturating_sub(base) / CALLS)
 }

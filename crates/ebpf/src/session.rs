@@ -167,7 +167,8 @@ pub struct Watcher {
     park_totals: HashMap<u32, HashMap<String, (u64, f64)>>,
     park_site_totals: HashMap<u32, HashMap<(String, String), u64>>,
     alloc_site_totals: HashMap<u32, HashMap<String, u64>>,
-    pub probe_cost: Option<Duration>,
+    /// Measured cost of one hit, per BPF program.
+    probe_costs: HashMap<&'static str, Duration>,
 }
 
 impl Watcher {
@@ -180,7 +181,7 @@ impl Watcher {
             park_totals: HashMap::new(),
             park_site_totals: HashMap::new(),
             alloc_site_totals: HashMap::new(),
-            probe_cost: None,
+            probe_costs: HashMap::new(),
         })
     }
 
@@ -492,19 +493,28 @@ impl Watcher {
         Ok(out)
     }
 
-    /// Measures what one uprobe hit costs here: a probe on a function of this very
-    /// program, called in a loop with and without it. Cached after the first call.
-    pub fn measure_probe_cost(&mut self) -> Result<Duration, SessionError> {
-        if let Some(c) = self.probe_cost {
-            return Ok(c);
+    /// Measures what one hit of a BPF program costs here: a probe on a function of this
+    /// very program, called in a loop with and without it. Cached per program.
+    pub fn measure_probe_cost_of(
+        &mut self,
+        program: &'static str,
+    ) -> Result<Duration, SessionError> {
+        if let Some(c) = self.probe_costs.get(program) {
+            return Ok(*c);
         }
-        let cost = crate::calibrate::probe_cost(&mut self.probes)?;
+        let cost = crate::calibrate::probe_cost(&mut self.probes, program)?;
         tracing::info!(
+            program,
             cost_us = cost.as_secs_f64() * 1e6,
             "measured uprobe hit cost"
         );
-        self.probe_cost = Some(cost);
+        self.probe_costs.insert(program, cost);
         Ok(cost)
+    }
+
+    /// Cost of one park-probe hit (gopark, the costlier of the two park programs).
+    pub fn measure_probe_cost(&mut self) -> Result<Duration, SessionError> {
+        self.measure_probe_cost_of("go_gopark")
     }
 
     /// Runs one park or allocation profile window on a watched process. `calibration` is
@@ -518,7 +528,15 @@ impl Watcher {
         calibration: Duration,
         on_estimate: &mut dyn FnMut(&OverheadEstimate),
     ) -> Result<Profile, SessionError> {
-        let cost = self.measure_probe_cost()?;
+        // Per-program costs: the estimate weights each program's hits by its own cost.
+        let programs: &[(Counter, &'static str)] = match set {
+            ProbeSet::Park => &[(Counter::Gopark, "go_gopark"), (Counter::Ready, "go_ready")],
+            _ => &[(Counter::Alloc, "go_alloc_sample")],
+        };
+        let mut costs = Vec::new();
+        for (c, prog) in programs {
+            costs.push((*c, self.measure_probe_cost_of(prog)?));
+        }
         let w = self.procs.get(&pid).ok_or(SessionError::NotWatched(pid))?;
         let target = Target {
             binary: w.binary.clone(),
@@ -543,6 +561,7 @@ impl Watcher {
         let hits = |p: &RuntimeProbes| counters.iter().map(|c| p.counter(*c)).sum::<u64>();
         let start_unix_ms = unix_ms();
         let hits0 = hits(&self.probes);
+        let per_counter0: Vec<u64> = costs.iter().map(|(c, _)| self.probes.counter(*c)).collect();
         let cpu0 = proc_cpu_seconds(pid);
         let links = self.probes.attach(&target, set)?;
         let t0 = Instant::now();
@@ -550,6 +569,19 @@ impl Watcher {
         self.sleep_draining(calibration, pid);
         let hits_cal = hits(&self.probes) - hits0;
         let cal_secs = t0.elapsed().as_secs_f64().max(1e-3);
+        // Probe CPU in the calibration interval, each program at its own cost.
+        let probe_secs: f64 = costs
+            .iter()
+            .zip(&per_counter0)
+            .map(|((c, cost), before)| {
+                (self.probes.counter(*c) - before) as f64 * cost.as_secs_f64()
+            })
+            .sum();
+        let cost = if hits_cal > 0 {
+            Duration::from_secs_f64(probe_secs / hits_cal as f64)
+        } else {
+            costs[0].1
+        };
         let cpu_cal = proc_cpu_seconds(pid)
             .zip(cpu0)
             .map(|(a, b)| (a - b).max(0.0))
