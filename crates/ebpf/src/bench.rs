@@ -25,7 +25,9 @@ with --go, then for each of --repeat rounds runs, one after the other:\n\
 always-on probes, and with a park profile over the middle of the run;\n\
   http: gowork -mode http under `wrk -c --connections -d --seconds` on 127.0.0.1: requests/s \
 without probes, with the always-on probes, and inside a park-profile window.\n\
-Overhead = baseline rate / probed rate - 1 (medians over rounds). For the park profile the \
+Overhead = baseline rate / probed rate - 1 (medians over rounds); the same for the \
+process's CPU time per loop / request (utime+stime), which other load on the machine does not \
+move the way it moves rates. For the park profile the \
 expected overhead printed before each window (measured event rate × measured probe cost) \
 is compared with the measured one. Needs root, Go, and wrk (Debian: wrk)."
 )]
@@ -61,6 +63,12 @@ pub struct ModeResult {
     pub expected: Vec<f64>,
     pub median_expected: f64,
     pub probe_hits_per_second: Vec<f64>,
+    /// Process CPU seconds per loop / request, one per round: unlike the rate, it does not
+    /// move when other work on the machine takes CPU away.
+    pub cpu_us_per_op: Vec<f64>,
+    pub median_cpu_us_per_op: f64,
+    /// This median CPU per op / baseline's - 1.
+    pub cpu_overhead: f64,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -168,6 +176,22 @@ fn rate_between(points: &[(f64, i64)], from: i64, to: i64) -> f64 {
     }
 }
 
+fn loops_between(points: &[(f64, i64)], from: i64, to: i64) -> f64 {
+    let inside: Vec<&(f64, i64)> = points.iter().filter(|p| p.1 >= from && p.1 <= to).collect();
+    match (inside.first(), inside.last()) {
+        (Some(a), Some(b)) => b.0 - a.0,
+        _ => 0.0,
+    }
+}
+
+/// One measured run: rate, CPU per op, the stated estimate (park) and probe hits/s.
+struct RoundResult {
+    rate: f64,
+    cpu_us_per_op: f64,
+    estimate: Option<OverheadEstimate>,
+    hits: f64,
+}
+
 enum Mode {
     Baseline,
     AlwaysOn,
@@ -179,7 +203,7 @@ fn workload_round(
     watcher: &mut Watcher,
     mode: &Mode,
     secs: u64,
-) -> anyhow::Result<(f64, Option<OverheadEstimate>, f64)> {
+) -> anyhow::Result<RoundResult> {
     let total = format!("{}s", secs + 2);
     let mut p = Proc::spawn(
         bin,
@@ -202,6 +226,7 @@ fn workload_round(
     }
     p.go()?;
     std::thread::sleep(Duration::from_secs(1)); // warm-up, outside the measurement
+    let cpu0 = crate::session::proc_cpu_seconds(pid).unwrap_or(0.0);
     let from = unix_ns();
     let mut estimate = None;
     let mut hits = 0.0;
@@ -218,17 +243,28 @@ fn workload_round(
         std::thread::sleep(Duration::from_secs(secs));
     }
     let to = unix_ns();
+    let cpu = crate::session::proc_cpu_seconds(pid).unwrap_or(0.0) - cpu0;
     if !matches!(mode, Mode::Baseline) {
         watcher.unwatch(pid)?;
     }
-    let rate = rate_between(&p.progress(), from, to);
-    if rate <= 0.0 {
+    let points = p.progress();
+    let rate = rate_between(&points, from, to);
+    let loops = loops_between(&points, from, to);
+    if rate <= 0.0 || loops <= 0.0 {
         bail!("the workload reported no progress");
     }
-    Ok((rate, estimate, hits))
+    // The progress points cover slightly less than [from, to]: scale the loops to it.
+    let ops = rate * (to - from) as f64 / 1e9;
+    Ok(RoundResult {
+        rate,
+        cpu_us_per_op: cpu * 1e6 / ops,
+        estimate,
+        hits,
+    })
 }
 
-fn wrk_rps(addr: &str, connections: u32, secs: u64) -> anyhow::Result<f64> {
+/// Requests/s and total requests of a wrk run.
+fn wrk_rps(addr: &str, connections: u32, secs: u64) -> anyhow::Result<(f64, f64)> {
     let out = Command::new("wrk")
         .args([
             "-t",
@@ -242,10 +278,17 @@ fn wrk_rps(addr: &str, connections: u32, secs: u64) -> anyhow::Result<f64> {
         .output()
         .context("cannot run wrk (Debian: apt-get install wrk)")?;
     let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
+    let rps = text
+        .lines()
         .find_map(|l| l.strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse().ok())
-        .with_context(|| format!("no Requests/sec in wrk's output: {text}"))
+        .with_context(|| format!("no Requests/sec in wrk's output: {text}"))?;
+    let total = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.trim().parse().ok())
+        .with_context(|| format!("no request count in wrk's output: {text}"))?;
+    Ok((rps, total))
 }
 
 fn http_round(
@@ -254,7 +297,7 @@ fn http_round(
     mode: &Mode,
     secs: u64,
     connections: u32,
-) -> anyhow::Result<(f64, Option<OverheadEstimate>, f64)> {
+) -> anyhow::Result<RoundResult> {
     let p = Proc::spawn(bin, &["-mode", "http", "-addr", "127.0.0.1:0"])?;
     let line = p.wait_line("listening ", Duration::from_secs(10))?;
     let addr = line.trim_start_matches("listening ").trim().to_owned();
@@ -269,7 +312,8 @@ fn http_round(
     }
     let mut estimate = None;
     let mut hits = 0.0;
-    let rps = if let Mode::Park = mode {
+    let cpu0 = crate::session::proc_cpu_seconds(pid).unwrap_or(0.0);
+    let (rps, requests) = if let Mode::Park = mode {
         let a = addr.clone();
         let load = std::thread::spawn(move || wrk_rps(&a, connections, secs));
         let prof = watcher.profile(
@@ -285,10 +329,19 @@ fn http_round(
     } else {
         wrk_rps(&addr, connections, secs)?
     };
+    let cpu = crate::session::proc_cpu_seconds(pid).unwrap_or(0.0) - cpu0;
     if !matches!(mode, Mode::Baseline) {
         watcher.unwatch(pid)?;
     }
-    Ok((rps, estimate, hits))
+    if requests <= 0.0 {
+        bail!("wrk completed no request");
+    }
+    Ok(RoundResult {
+        rate: rps,
+        cpu_us_per_op: cpu * 1e6 / requests,
+        estimate,
+        hits,
+    })
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -334,7 +387,7 @@ fn run_blocking(args: &BenchArgs) -> anyhow::Result<()> {
     for round in 1..=args.repeat {
         for (i, sc) in scenarios.iter_mut().enumerate() {
             for mode in [Mode::Baseline, Mode::AlwaysOn, Mode::Park] {
-                let (rate, est, hits) = if i == 0 {
+                let res = if i == 0 {
                     workload_round(&bin, &mut watcher, &mode, args.seconds)?
                 } else {
                     http_round(&bin, &mut watcher, &mode, args.seconds, args.connections)?
@@ -344,8 +397,10 @@ fn run_blocking(args: &BenchArgs) -> anyhow::Result<()> {
                     Mode::AlwaysOn => ("always-on", &mut sc.always_on),
                     Mode::Park => ("park profile", &mut sc.park_profile),
                 };
+                let (rate, hits) = (res.rate, res.hits);
                 r.rates.push(rate);
-                if let Some(e) = est {
+                r.cpu_us_per_op.push(res.cpu_us_per_op);
+                if let Some(e) = res.estimate {
                     eprintln!(
                         "round {round} {}: park profile expected overhead +{:.1}% ({:.0} hits/s)",
                         sc.name,
@@ -355,13 +410,19 @@ fn run_blocking(args: &BenchArgs) -> anyhow::Result<()> {
                     r.expected.push(e.expected_overhead);
                     r.probe_hits_per_second.push(hits);
                 }
-                eprintln!("round {round} {} {label}: {rate:.1}", sc.name);
+                eprintln!(
+                    "round {round} {} {label}: {rate:.1}/s, {:.1} µs CPU per op",
+                    sc.name, res.cpu_us_per_op
+                );
             }
         }
     }
     for sc in &mut scenarios {
         let base = median(&sc.baseline.rates);
+        let base_cpu = median(&sc.baseline.cpu_us_per_op);
         for r in [&mut sc.baseline, &mut sc.always_on, &mut sc.park_profile] {
+            r.median_cpu_us_per_op = median(&r.cpu_us_per_op);
+            r.cpu_overhead = r.median_cpu_us_per_op / base_cpu - 1.0;
             r.median_rate = median(&r.rates);
             r.overhead = if r.median_rate > 0.0 {
                 base / r.median_rate - 1.0
@@ -384,6 +445,16 @@ fn run_blocking(args: &BenchArgs) -> anyhow::Result<()> {
             sc.always_on.overhead * 100.0,
             sc.park_profile.median_rate,
             sc.park_profile.overhead * 100.0,
+            sc.park_profile.median_expected * 100.0
+        );
+        println!(
+            "{:<30} {:>12.1} {:>12.1} {:>9.2}% {:>12.1} {:>9.1}% {:>9.1}%",
+            "  CPU µs per op",
+            sc.baseline.median_cpu_us_per_op,
+            sc.always_on.median_cpu_us_per_op,
+            sc.always_on.cpu_overhead * 100.0,
+            sc.park_profile.median_cpu_us_per_op,
+            sc.park_profile.cpu_overhead * 100.0,
             sc.park_profile.median_expected * 100.0
         );
     }

@@ -92,14 +92,24 @@ impl Drop for Fixture {
 }
 
 fn start_fixture(bin: &Path) -> Fixture {
-    Fixture(
-        Command::new(bin)
+    // A binary copied just now can still be open for writing in a child another test
+    // thread forked meanwhile (ETXTBSY): retry until that child has exec'd.
+    let mut attempts = 0;
+    loop {
+        match Command::new(bin)
             .args(["-mode", "mixed", "-duration", "60s", "-gc-every", "25"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start gowork"),
-    )
+        {
+            Ok(child) => return Fixture(child),
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 100 => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("start {}: {e}", bin.display()),
+        }
+    }
 }
 
 fn query_value(server: &Lastmile, q: &str) -> Option<f64> {

@@ -152,6 +152,7 @@ pub struct Running {
     pub child: Child,
     pub stderr: Arc<Mutex<Vec<String>>>,
     pub stdout: Arc<Mutex<Vec<String>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Running {
@@ -169,20 +170,30 @@ impl Running {
         let (e, o) = (stderr.clone(), stdout.clone());
         let err = child.stderr.take().expect("piped");
         let out = child.stdout.take().expect("piped");
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                e.lock().unwrap().push(line);
-            }
-        });
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                o.lock().unwrap().push(line);
-            }
-        });
+        let readers = vec![
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    e.lock().unwrap().push(line);
+                }
+            }),
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    o.lock().unwrap().push(line);
+                }
+            }),
+        ];
         Running {
             child,
             stderr,
             stdout,
+            readers,
+        }
+    }
+
+    /// After the process exited: waits until its output has been read to the end.
+    pub fn drain_output(&mut self) {
+        for r in self.readers.drain(..) {
+            r.join().expect("output reader");
         }
     }
 
