@@ -7,19 +7,21 @@
 
 pub mod alloc_meter;
 pub mod chunk;
+pub mod go_binary;
 pub mod promql;
 pub mod remote_write;
 pub mod seeds;
 pub mod wal;
 
 /// Names of the fuzz targets, as in `Cargo.toml` and the `seeds/` and `regressions/` folders.
-pub const TARGETS: [&str; 6] = [
+pub const TARGETS: [&str; 7] = [
     "remote_write_decode",
     "remote_write_body",
     "wal_frames",
     "wal_record",
     "chunk_decode",
     "promql_query",
+    "go_binary",
 ];
 
 /// Runs the harness of `target` on one input.
@@ -31,6 +33,7 @@ pub fn run(target: &str, data: &[u8]) {
         "wal_record" => wal::record(data),
         "chunk_decode" => chunk::decode(data),
         "promql_query" => promql::query(data),
+        "go_binary" => go_binary::parse(data),
         _ => panic!("unknown fuzz target {target:?}"),
     }
 }
