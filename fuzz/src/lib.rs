@@ -7,6 +7,7 @@
 
 pub mod alloc_meter;
 pub mod chunk;
+pub mod go_binary;
 pub mod promql;
 pub mod remote_write;
 pub mod seeds;
@@ -14,7 +15,7 @@ pub mod spans;
 pub mod wal;
 
 /// Names of the fuzz targets, as in `Cargo.toml` and the `seeds/` and `regressions/` folders.
-pub const TARGETS: [&str; 7] = [
+pub const TARGETS: [&str; 8] = [
     "remote_write_decode",
     "remote_write_body",
     "wal_frames",
@@ -22,6 +23,7 @@ pub const TARGETS: [&str; 7] = [
     "chunk_decode",
     "promql_query",
     "span_record",
+    "go_binary",
 ];
 
 /// Runs the harness of `target` on one input.
@@ -34,6 +36,7 @@ pub fn run(target: &str, data: &[u8]) {
         "chunk_decode" => chunk::decode(data),
         "promql_query" => promql::query(data),
         "span_record" => spans::record(data),
+        "go_binary" => go_binary::parse(data),
         _ => panic!("unknown fuzz target {target:?}"),
     }
 }

@@ -224,6 +224,8 @@ fn chunk_recipe() -> Vec<u8> {
 /// Every seed, valid for its target.
 pub fn all(scratch: &Path) -> Vec<Seed> {
     let mut seeds: Vec<Seed> = Vec::new();
+    seeds.push(("go_binary", "pclntab".into(), crate::go_binary::seed_table()));
+    seeds.push(("go_binary", "buildinfo".into(), crate::go_binary::seed_build_info()));
     let (basic, full, unusual) = (basic_request(), full_request(), unusual_fields_request());
     for (name, req) in [
         ("basic", &basic),

@@ -2,6 +2,7 @@
 
 mod correlate;
 mod error;
+pub mod go_runtime_profiles;
 mod otlp_json;
 mod params;
 mod process;
@@ -101,6 +102,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/search/tag/{tag}/values", get(tempo::tag_values))
         .route("/api/echo", get(|| async { "echo" }))
         .route("/api/v1/correlate", get(correlate::handle))
+        .route(
+            "/api/v1/go-runtime/profiles",
+            get(go_runtime_profiles::list).post(go_runtime_profiles::post),
+        )
+        .route(
+            "/api/v1/go-runtime/profiles/{id}",
+            get(go_runtime_profiles::get_one),
+        )
         .route("/metrics", get(self_metrics::render))
         .route("/-/healthy", get(|| async { "lastmile is Healthy.\n" }))
         .route("/-/ready", get(|| async { "lastmile is Ready.\n" }))

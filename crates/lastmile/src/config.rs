@@ -18,6 +18,13 @@
 //!   retention: 7d           # delete span blocks whose spans ended longer ago
 //!   max_head_spans: 1000000 # write the in-memory spans as a block at this many…
 //!   max_head_age: 15m       # …or when the oldest is this old
+//! go_runtime:                      # eBPF probes on local Go processes (needs root)
+//!   interval: 15s                  # how often their series are stored
+//!   processes:
+//!     - name: checkout             # command name or executable file name
+//!       labels: {job: checkout}
+//!       park_profile: 10s          # optional: a park-profile window when first seen
+//!       alloc_profile: 10s         # optional: an allocation-profile window
 //! ```
 
 use std::path::Path;
@@ -41,6 +48,8 @@ pub struct Config {
     pub metric_relabel_configs: Vec<lastmile_rules::RelabelConfig>,
     #[serde(default)]
     pub traces: TracesConfig,
+    /// Go processes to watch through eBPF.
+    pub go_runtime: Option<GoRuntimeConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -49,6 +58,24 @@ pub struct TracesConfig {
     pub retention: Option<String>,
     pub max_head_spans: Option<usize>,
     pub max_head_age: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoRuntimeConfig {
+    pub interval: Option<String>,
+    #[serde(default)]
+    pub processes: Vec<GoProcessConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoProcessConfig {
+    pub name: String,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub park_profile: Option<String>,
+    pub alloc_profile: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -194,6 +221,54 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("invalid metric_relabel_configs: {e}"))
     }
 
+    /// The `go_runtime:` section as watch options; None when absent or empty.
+    pub fn go_runtime_watch(&self) -> anyhow::Result<Option<lastmile_ebpf::watch::WatchOptions>> {
+        let Some(g) = &self.go_runtime else {
+            return Ok(None);
+        };
+        if g.processes.is_empty() {
+            return Ok(None);
+        }
+        let interval = match &g.interval {
+            Some(i) => parse_duration(i)?,
+            None => Duration::from_secs(15),
+        };
+        if interval < Duration::from_secs(1) {
+            bail!("go_runtime.interval {interval:?} is shorter than the 1s minimum");
+        }
+        let mut specs = Vec::new();
+        for p in &g.processes {
+            if p.name.trim().is_empty() {
+                bail!("go_runtime.processes: a process needs a name");
+            }
+            let window = |d: &Option<String>, what: &str| -> anyhow::Result<Option<Duration>> {
+                d.as_deref()
+                    .map(|s| {
+                        parse_duration(s).map_err(|e| {
+                            anyhow::anyhow!("go_runtime {}: {what} {s:?}: {e}", p.name)
+                        })
+                    })
+                    .transpose()
+            };
+            specs.push(lastmile_ebpf::watch::WatchSpec {
+                selector: lastmile_ebpf::watch::Selector::Name(p.name.clone()),
+                labels: p
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                park_profile: window(&p.park_profile, "park_profile")?,
+                alloc_profile: window(&p.alloc_profile, "alloc_profile")?,
+            });
+        }
+        Ok(Some(lastmile_ebpf::watch::WatchOptions {
+            specs,
+            interval,
+            duration: None,
+            calibration: Duration::from_secs(1),
+        }))
+    }
+
     pub fn limits(&self) -> Limits {
         let mut l = Limits::default();
         if let Some(b) = self.limits.max_request_bytes {
@@ -259,6 +334,34 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("modulus")
+        );
+    }
+
+    #[test]
+    fn go_runtime_section() {
+        let c = parse("go_runtime:\n  interval: 5s\n  processes:\n    - name: checkout\n      labels: {job: shop}\n      park_profile: 10s\n").unwrap();
+        let w = c.go_runtime_watch().unwrap().unwrap();
+        assert_eq!(w.interval, Duration::from_secs(5));
+        assert_eq!(w.specs[0].park_profile, Some(Duration::from_secs(10)));
+        assert_eq!(
+            w.specs[0].labels,
+            vec![("job".to_owned(), "shop".to_owned())]
+        );
+        assert!(parse("go_runtime:\n  processes:\n    - nmae: x\n").is_err());
+        let c =
+            parse("go_runtime:\n  processes:\n    - name: x\n      park_profile: soon\n").unwrap();
+        assert!(
+            c.go_runtime_watch()
+                .unwrap_err()
+                .to_string()
+                .contains("soon")
+        );
+        assert!(
+            parse("go_runtime: {}\n")
+                .unwrap()
+                .go_runtime_watch()
+                .unwrap()
+                .is_none()
         );
     }
 

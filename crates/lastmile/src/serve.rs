@@ -119,12 +119,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         move || traces.maintain().map_err(|e| e.to_string())
     }));
     let demo = demo.map(|d| tokio::spawn(crate::demo::run(state.clone(), d)));
+    let go_runtime = config
+        .go_runtime_watch()?
+        .map(|opts| crate::go_runtime::spawn(opts, db.clone(), args.data_dir.clone()));
 
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("HTTP server failed")?;
 
+    if let Some(g) = go_runtime {
+        tracing::info!("detaching the Go runtime probes");
+        g.shutdown().await;
+    }
     tracing::info!("shutting down: syncing the WAL");
     upkeep.abort();
     trace_upkeep.abort();
