@@ -37,6 +37,8 @@ pub enum PclntabError {
     TooManyFunctions(u64),
     #[error(".gopclntab function {0}: entries are not in increasing order")]
     Unordered(usize),
+    #[error(".gopclntab text start {0:#x} puts functions past the end of the address space")]
+    TextStart(u64),
 }
 
 const MAGIC_118: u32 = 0xffff_fff0;
@@ -84,7 +86,7 @@ pub fn functions(p: &[u8], text_section: Option<u64>) -> Result<Vec<Function>, P
         .checked_add(1)
         .and_then(|n| n.checked_mul(8))
         .ok_or(PclntabError::TooManyFunctions(nfunc))?;
-    if pcln as u64 + table_len > p.len() as u64 {
+    if (pcln as u64).saturating_add(table_len) > p.len() as u64 {
         return Err(PclntabError::TooManyFunctions(nfunc));
     }
     let nfunc = nfunc as usize;
@@ -111,10 +113,13 @@ pub fn functions(p: &[u8], text_section: Option<u64>) -> Result<Vec<Function>, P
             .position(|&b| b == 0)
             .ok_or(PclntabError::Truncated("unterminated function name"))?;
         let name = String::from_utf8_lossy(&name_bytes[..len]).into_owned();
+        let end = text_start
+            .checked_add(u64::from(next_entry))
+            .ok_or(PclntabError::TextStart(text_start))?;
         out.push(Function {
             name,
             start: text_start + u64::from(entry),
-            end: text_start + u64::from(next_entry),
+            end,
         });
     }
     Ok(out)
