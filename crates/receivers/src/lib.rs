@@ -4,4 +4,6 @@
 //! error out. Receivers never touch storage; the API layer hands their batches on.
 
 pub mod demo;
+pub mod logs;
+pub mod loki;
 pub mod remote_write;
