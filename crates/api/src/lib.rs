@@ -2,6 +2,7 @@
 
 mod error;
 mod home;
+pub mod loki;
 mod params;
 mod process;
 mod prom_query;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub query: lastmile_query::promql::QueryOptions,
     /// Rules every ingested series passes through before the store.
     pub rules: Arc<lastmile_rules::MetricRules>,
+    /// The log store and the settings of the Loki routes.
+    pub logs: loki::LogsState,
     /// Shown on the status page and `/api/v1/status/buildinfo`.
     pub version: &'static str,
 }
@@ -88,6 +91,16 @@ pub fn router(state: AppState) -> Router {
             get(prom_read::export).post(prom_read::export),
         )
         .route("/api/v1/admin/tsdb/flush", post(prom_read::flush))
+        .route("/loki/api/v1/push", post(loki::push))
+        .route(
+            "/loki/api/v1/query_range",
+            get(loki::query_range).post(loki::query_range),
+        )
+        .route("/loki/api/v1/query", get(loki::query).post(loki::query))
+        .route("/loki/api/v1/labels", get(loki::labels).post(loki::labels))
+        .route("/loki/api/v1/label", get(loki::labels))
+        .route("/loki/api/v1/label/{name}/values", get(loki::label_values))
+        .route("/loki/api/v1/series", get(loki::series).post(loki::series))
         .route("/metrics", get(self_metrics::render))
         .route("/-/healthy", get(|| async { "lastmile is Healthy.\n" }))
         .route("/-/ready", get(|| async { "lastmile is Ready.\n" }))

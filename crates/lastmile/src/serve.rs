@@ -42,6 +42,29 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     let db = Arc::new(db);
 
+    let log_opts = config.log_store_options()?;
+    let logs_dir = args.data_dir.join("logs");
+    let logs_dir_open = logs_dir.clone();
+    let (log_store, log_report) = tokio::task::spawn_blocking(move || {
+        lastmile_log_store::LogStore::open_with_report(
+            &logs_dir_open,
+            log_opts,
+            Arc::new(StoreMetrics::default()),
+        )
+    })
+    .await
+    .context("log store startup panicked")?
+    .with_context(|| format!("cannot open the log store in {}", logs_dir.display()))?;
+    tracing::info!(
+        streams = log_report.streams,
+        indexed_lines = log_report.indexed_lines,
+        wal_lines = log_report.wal_lines,
+        truncated_bytes = log_report.wal_truncated_bytes,
+        elapsed_ms = log_report.elapsed.as_millis() as u64,
+        "log store opened"
+    );
+    let log_store = Arc::new(log_store);
+
     let listener = tokio::net::TcpListener::bind(args.http_addr)
         .await
         .with_context(|| format!("cannot listen on --http-addr {}", args.http_addr))?;
@@ -52,6 +75,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         metrics: Arc::new(SelfMetrics::new(&store_metrics)),
         rules,
         query: lastmile_query::promql::QueryOptions::default(),
+        logs: lastmile_api::loki::LogsState {
+            store: log_store.clone(),
+            trace_fields: Arc::new(config.trace_fields()?),
+            query: config.logql_options(),
+        },
         version: env!("CARGO_PKG_VERSION"),
     };
     let app = lastmile_api::router(state);
@@ -69,7 +97,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "OTLP receivers are not part of this build yet; the OTLP addresses are not bound"
     );
 
-    let upkeep = tokio::spawn(upkeep_loop(db.clone()));
+    let upkeep = tokio::spawn(upkeep_loop(db.clone(), log_store.clone()));
     let demo = args
         .demo
         .then(|| tokio::spawn(crate::demo::run(db.clone())));
@@ -88,10 +116,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || closing.close())
         .await
         .ok();
+    let closing = log_store.clone();
+    match tokio::task::spawn_blocking(move || closing.close()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "closing the log store failed (the WAL holds every acknowledged line)")
+        }
+        Err(e) => tracing::error!(error = %e, "closing the log store panicked"),
+    }
     Ok(())
 }
 
-async fn upkeep_loop(db: Arc<Db>) {
+async fn upkeep_loop(db: Arc<Db>, logs: Arc<lastmile_log_store::LogStore>) {
     let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -101,6 +137,12 @@ async fn upkeep_loop(db: Arc<Db>) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "store upkeep failed; will retry"),
             Err(e) => tracing::error!(error = %e, "store upkeep panicked"),
+        }
+        let logs = logs.clone();
+        match tokio::task::spawn_blocking(move || logs.maintain()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "log retention failed; will retry"),
+            Err(e) => tracing::error!(error = %e, "log retention panicked"),
         }
     }
 }

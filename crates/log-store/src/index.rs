@@ -32,6 +32,9 @@ pub struct Fields {
     pub stream: Field,
     pub ts: Field,
     pub len: Field,
+    /// Bit 0: the line has structured metadata (which LogQL turns into labels, so
+    /// metric queries must read those lines).
+    pub flags: Field,
     pub trace: Field,
     pub span: Field,
     pub meta: Field,
@@ -49,6 +52,7 @@ pub fn schema() -> (Schema, Fields) {
     let stream = b.add_u64_field("stream", NumericOptions::default().set_indexed().set_fast());
     let ts = b.add_i64_field("ts", NumericOptions::default().set_indexed().set_fast());
     let len = b.add_u64_field("len", NumericOptions::default().set_fast());
+    let flags = b.add_u64_field("flags", NumericOptions::default().set_fast());
     let trace = b.add_bytes_field("trace", BytesOptions::default().set_indexed().set_stored());
     let span = b.add_bytes_field("span", STORED);
     let meta = b.add_bytes_field("meta", STORED);
@@ -59,6 +63,7 @@ pub fn schema() -> (Schema, Fields) {
             stream,
             ts,
             len,
+            flags,
             trace,
             span,
             meta,

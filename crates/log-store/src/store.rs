@@ -414,6 +414,13 @@ impl LogStore {
         self.inner.streams.read().select(matchers, start_ns, end_ns)
     }
 
+    /// Whether any line of these streams carries structured metadata.
+    pub fn any_metadata(&self, ids: &[StreamId]) -> bool {
+        let streams = self.inner.streams.read();
+        ids.iter()
+            .any(|&id| streams.span(id).is_some_and(|s| s.has_metadata))
+    }
+
     pub fn label_names(&self, start_ns: i64, end_ns: i64) -> Vec<String> {
         let start_ns = start_ns.max(self.inner.retention_cutoff.load(Ordering::Relaxed));
         self.inner.streams.read().label_names(start_ns, end_ns)
@@ -799,7 +806,7 @@ impl Inner {
         for b in &snap.head {
             for (sid, e) in &b.lines {
                 if e.timestamp_ns >= cutoff {
-                    streams.observe(*sid, e.timestamp_ns);
+                    streams.observe(*sid, e.timestamp_ns, !e.metadata.is_empty());
                 }
             }
         }
@@ -855,13 +862,14 @@ fn index_batch(
         }
         let (id, _) = streams.id_for(&s.labels);
         for e in &s.entries {
-            streams.observe(id, e.timestamp_ns);
+            streams.observe(id, e.timestamp_ns, !e.metadata.is_empty());
             *max_ts = (*max_ts).max(e.timestamp_ns);
             let mut doc = TantivyDocument::new();
             doc.add_text(f.line, &e.line);
             doc.add_u64(f.stream, id);
             doc.add_i64(f.ts, e.timestamp_ns);
             doc.add_u64(f.len, e.line.len() as u64);
+            doc.add_u64(f.flags, u64::from(!e.metadata.is_empty()));
             if let Some(t) = e.trace_id {
                 doc.add_bytes(f.trace, &t.0);
             }
@@ -928,7 +936,8 @@ fn scan_spans(
                 continue;
             }
             let (ts, sid, _) = cols.get(d);
-            streams.observe(sid, ts);
+            let has_metadata = cols.flags.first(d).unwrap_or(0) & 1 != 0;
+            streams.observe(sid, ts, has_metadata);
             *max_ts = (*max_ts).max(ts);
         }
     }
@@ -936,6 +945,7 @@ fn scan_spans(
 }
 
 struct Columns {
+    flags: tantivy::columnar::Column<u64>,
     ts: tantivy::columnar::Column<i64>,
     stream: tantivy::columnar::Column<u64>,
     len: tantivy::columnar::Column<u64>,
@@ -945,6 +955,7 @@ impl Columns {
     fn open(seg: &SegmentReader) -> Result<Columns, LogStoreError> {
         let ff = seg.fast_fields();
         Ok(Columns {
+            flags: ff.u64("flags")?,
             ts: ff.i64("ts")?,
             stream: ff.u64("stream")?,
             len: ff.u64("len")?,

@@ -32,6 +32,7 @@ pub struct StreamInfo {
 pub(crate) struct Span {
     pub min_ts: i64,
     pub max_ts: i64,
+    pub has_metadata: bool,
 }
 
 pub(crate) struct Streams {
@@ -121,16 +122,18 @@ impl Streams {
         self.by_id.len()
     }
 
-    pub fn observe(&mut self, id: StreamId, ts: i64) {
+    pub fn observe(&mut self, id: StreamId, ts: i64, has_metadata: bool) {
         self.spans
             .entry(id)
             .and_modify(|s| {
                 s.min_ts = s.min_ts.min(ts);
                 s.max_ts = s.max_ts.max(ts);
+                s.has_metadata |= has_metadata;
             })
             .or_insert(Span {
                 min_ts: ts,
                 max_ts: ts,
+                has_metadata,
             });
     }
 

@@ -4,6 +4,7 @@
 //! raw export. The PromQL engine will live here too.
 
 mod error;
+pub mod logql;
 pub mod metadata_queries;
 pub mod promql;
 pub mod selector;
