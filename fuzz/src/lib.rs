@@ -7,19 +7,24 @@
 
 pub mod alloc_meter;
 pub mod chunk;
+pub mod logql;
+pub mod loki;
 pub mod promql;
 pub mod remote_write;
 pub mod seeds;
 pub mod wal;
 
 /// Names of the fuzz targets, as in `Cargo.toml` and the `seeds/` and `regressions/` folders.
-pub const TARGETS: [&str; 6] = [
+pub const TARGETS: [&str; 9] = [
     "remote_write_decode",
     "remote_write_body",
     "wal_frames",
     "wal_record",
     "chunk_decode",
     "promql_query",
+    "loki_push_decode",
+    "loki_push_body",
+    "logql_query",
 ];
 
 /// Runs the harness of `target` on one input.
@@ -31,6 +36,9 @@ pub fn run(target: &str, data: &[u8]) {
         "wal_record" => wal::record(data),
         "chunk_decode" => chunk::decode(data),
         "promql_query" => promql::query(data),
+        "loki_push_decode" => loki::decode(data),
+        "loki_push_body" => loki::body(data),
+        "logql_query" => logql::query(data),
         _ => panic!("unknown fuzz target {target:?}"),
     }
 }

@@ -91,6 +91,7 @@ pub fn router(state: AppState) -> Router {
             get(prom_read::export).post(prom_read::export),
         )
         .route("/api/v1/admin/tsdb/flush", post(prom_read::flush))
+        .route("/api/v1/admin/logs/flush", post(loki::flush))
         .route("/loki/api/v1/push", post(loki::push))
         .route(
             "/loki/api/v1/query_range",

@@ -159,9 +159,32 @@ async fn push_inner(st: &AppState, headers: &HeaderMap, body: Body) -> Result<()
                 format!("push task failed: {e}"),
             )
         })??;
-    st.metrics
-        .loki_push_received(body.len() as u64, stats.entries as u64, stats.bytes as u64);
+    let format_name = match format {
+        PushFormat::Json => "json",
+        PushFormat::Protobuf => "protobuf",
+    };
+    st.metrics.loki_push_received(
+        format_name,
+        body.len() as u64,
+        stats.entries as u64,
+        stats.bytes as u64,
+    );
     Ok(())
+}
+
+/// `POST /api/v1/admin/logs/flush`: commits the log index now (normally every
+/// `logs.commit_interval`), so on-disk figures and a restart see everything.
+pub async fn flush(State(st): State<AppState>) -> Result<Response, LokiError> {
+    let store = st.logs.store.clone();
+    tokio::task::spawn_blocking(move || store.commit())
+        .await
+        .map_err(|e| {
+            LokiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("flush task failed: {e}"),
+            )
+        })??;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// Loki's timestamp parameters: float seconds, integer seconds (≤ 10 digits) or

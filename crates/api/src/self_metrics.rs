@@ -31,6 +31,11 @@ struct ReasonLabels {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FormatLabels {
+    format: &'static str,
+}
+
 pub struct SelfMetrics {
     registry: Registry,
     http_requests: Family<HandlerLabels, Counter>,
@@ -40,6 +45,7 @@ pub struct SelfMetrics {
     rw_rejected: Family<ReasonLabels, Counter>,
     rules_series_dropped: Family<ReasonLabels, Counter>,
     rules_samples_dropped: Counter,
+    loki_requests: Family<FormatLabels, Counter>,
     loki_lines: Counter,
     loki_line_bytes: Counter,
     loki_bytes: Counter,
@@ -63,6 +69,7 @@ impl SelfMetrics {
             rw_rejected: Family::default(),
             rules_series_dropped: Family::default(),
             rules_samples_dropped: Counter::default(),
+            loki_requests: Family::default(),
             loki_lines: Counter::default(),
             loki_line_bytes: Counter::default(),
             loki_bytes: Counter::default(),
@@ -115,6 +122,11 @@ impl SelfMetrics {
             m.rules_samples_dropped.clone(),
         );
         r.register(
+            "lastmile_loki_push_requests",
+            "Accepted Loki push requests, by body format (json, protobuf)",
+            m.loki_requests.clone(),
+        );
+        r.register(
             "lastmile_loki_push_lines_received",
             "Log lines in accepted Loki push requests",
             m.loki_lines.clone(),
@@ -137,7 +149,16 @@ impl SelfMetrics {
         m
     }
 
-    pub fn loki_push_received(&self, bytes: u64, lines: u64, line_bytes: u64) {
+    pub fn loki_push_received(
+        &self,
+        format: &'static str,
+        bytes: u64,
+        lines: u64,
+        line_bytes: u64,
+    ) {
+        self.loki_requests
+            .get_or_create(&FormatLabels { format })
+            .inc();
         self.loki_bytes.inc_by(bytes);
         self.loki_lines.inc_by(lines);
         self.loki_line_bytes.inc_by(line_bytes);

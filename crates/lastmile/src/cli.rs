@@ -124,12 +124,16 @@ pub enum BenchKind {
     /// Remote-write ingest: samples/s, CPU, RSS per series and disk bytes per sample for
     /// lastmile, VictoriaMetrics and Prometheus under the same load.
     Ingest(lastmile_bench::IngestArgs),
+    /// Log ingest (Loki push) and search: lines per CPU-second, disk bytes per raw byte,
+    /// needle search, trace-id lookup and count_over_time latency.
+    Logs(lastmile_bench::LogsArgs),
 }
 
 impl From<BenchArgs> for lastmile_bench::BenchCommand {
     fn from(a: BenchArgs) -> Self {
         match a.kind {
             BenchKind::Ingest(i) => lastmile_bench::BenchCommand::Ingest(i),
+            BenchKind::Logs(l) => lastmile_bench::BenchCommand::Logs(l),
         }
     }
 }

@@ -414,6 +414,11 @@ impl LogStore {
         self.inner.streams.read().select(matchers, start_ns, end_ns)
     }
 
+    /// Number of streams the store knows.
+    pub fn stream_count(&self) -> usize {
+        self.inner.streams.read().len()
+    }
+
     /// Whether any line of these streams carries structured metadata.
     pub fn any_metadata(&self, ids: &[StreamId]) -> bool {
         let streams = self.inner.streams.read();

@@ -168,7 +168,10 @@ fn selection(
     let mut ids: Vec<StreamId> = streams.iter().map(|s| s.id).collect();
     ids.sort_unstable();
     let mut sel = Selection::new(start_ns, end_ns);
-    sel.streams = Some(ids.clone());
+    // Naming every stream would only make the index intersect with all of them.
+    if ids.len() < store.stream_count() {
+        sel.streams = Some(ids.clone());
+    }
     sel.required = pipeline::required_substrings(stages);
     Some((sel, ids))
 }
@@ -421,8 +424,9 @@ fn aggregate(
         let k = param.unwrap_or(1);
         // Per step and group, the k best series; each keeps its own labels.
         let mut keep: Vec<Vec<bool>> = series.iter().map(|s| vec![false; s.points.len()]).collect();
-        let mut by_step: Vec<HashMap<&Labels, Vec<(f64, usize, usize)>>> =
-            (0..steps).map(|_| HashMap::new()).collect();
+        // Per step: group → (value, series index, point index).
+        type Candidates<'a> = HashMap<&'a Labels, Vec<(f64, usize, usize)>>;
+        let mut by_step: Vec<Candidates> = (0..steps).map(|_| HashMap::new()).collect();
         for (si, s) in series.iter().enumerate() {
             for (pi, &(t, v)) in s.points.iter().enumerate() {
                 by_step[step_of(t)]
@@ -465,7 +469,8 @@ fn aggregate(
             .collect();
     }
     // (sum, count, min, max) per group and step.
-    let mut acc: BTreeMap<Labels, Vec<Option<(f64, f64, f64, f64)>>> = BTreeMap::new();
+    type Slot = Option<(f64, f64, f64, f64)>;
+    let mut acc: BTreeMap<Labels, Vec<Slot>> = BTreeMap::new();
     for (s, g) in series.iter().zip(groups) {
         let slots = acc.entry(g).or_insert_with(|| vec![None; steps]);
         for &(t, v) in &s.points {

@@ -120,10 +120,10 @@ pub fn required_substrings(stages: &[Stage]) -> Vec<String> {
     let mut out = Vec::new();
     for s in stages {
         match s {
-            Stage::Line(f) if f.op == LineOp::Contains && f.values.len() == 1 => {
-                if !f.values[0].is_empty() {
-                    out.push(f.values[0].clone());
-                }
+            Stage::Line(f)
+                if f.op == LineOp::Contains && f.values.len() == 1 && !f.values[0].is_empty() =>
+            {
+                out.push(f.values[0].clone());
             }
             Stage::Line(_) => {}
             // After a line_format the line is another one: stop.

@@ -74,6 +74,9 @@ pub fn decode(body: &[u8]) -> Result<LogBatch, LokiPushError> {
                 None => {}
                 Some(Value::Object(m)) => {
                     for (k, v) in m {
+                        if k.is_empty() {
+                            return Err(err("structured metadata with an empty name".into()));
+                        }
                         match v {
                             Value::String(v) => entry.metadata.push((k, v)),
                             other => {

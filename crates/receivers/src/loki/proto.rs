@@ -139,11 +139,9 @@ fn decode_timestamp(mut r: Reader<'_>) -> Result<i64, EntryError> {
             "timestamp nanos {nanos} out of range [0, 999999999]"
         )));
     }
-    secs.checked_mul(1_000_000_000)
-        .and_then(|s| s.checked_add(nanos))
-        .ok_or_else(|| {
-            EntryError::Invalid(format!(
-                "timestamp of {secs} seconds is out of the range of nanosecond timestamps"
-            ))
-        })
+    i64::try_from(secs as i128 * 1_000_000_000 + nanos as i128).map_err(|_| {
+        EntryError::Invalid(format!(
+            "timestamp of {secs} seconds is out of the range of nanosecond timestamps"
+        ))
+    })
 }
