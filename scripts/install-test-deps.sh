@@ -106,10 +106,16 @@ log "ready: $(prometheus --version 2>&1 | head -n1); victoria-metrics $(dpkg-que
 # of crates/lastmile/tests/fixtures/loki-clients (node_modules/ is git-ignored); reinstalled
 # only when the lock file changes. PyPI: python-logging-loki (JSON push) in the shared venv.
 LOKI_FIXTURE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/crates/lastmile/tests/fixtures/loki-clients"
+apt_install_now() {
+    if ! apt-cache show "$@" >/dev/null 2>&1; then
+        "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=900 update
+    fi
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get -o DPkg::Lock::Timeout=900 install -y --no-install-recommends "$@"
+}
 if ! command -v npm >/dev/null 2>&1; then
     log "npm missing: installing Debian's nodejs and npm"
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get -o DPkg::Lock::Timeout=900 install -y --no-install-recommends nodejs npm
+    apt_install_now nodejs npm
 fi
 lock_sum="$(sha256sum "$LOKI_FIXTURE/package-lock.json" | cut -d' ' -f1)"
 if [ -f "$LOKI_FIXTURE/node_modules/.lastmile-lock" ] && [ "$(cat "$LOKI_FIXTURE/node_modules/.lastmile-lock")" = "$lock_sum" ]; then
@@ -122,9 +128,8 @@ fi
 LOG_VENV="${LASTMILE_VENV:-${HOME:-/root}/.cache/lastmile-venv}"
 LOG_PY_PACKAGES=(python-logging-loki==0.3.1)
 if [ ! -x "$LOG_VENV/bin/python" ]; then
-    if ! /usr/bin/python3 -m venv --help >/dev/null 2>&1 || ! /usr/bin/python3 -c 'import ensurepip' 2>/dev/null; then
-        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
-            apt-get -o DPkg::Lock::Timeout=900 install -y --no-install-recommends python3-venv
+    if ! /usr/bin/python3 -c 'import ensurepip' 2>/dev/null; then
+        apt_install_now python3-venv
     fi
     log "creating the Python venv $LOG_VENV"
     /usr/bin/python3 -m venv "$LOG_VENV"
