@@ -12,6 +12,7 @@
 #   golang-1.2x-go    Go 1.21/1.22/1.23 from bookworm-backports (the suite is added if absent)
 #   prometheus-node-exporter  a real stripped cgo Go binary for the eBPF symbol tests
 #   wrk               bounded HTTP load of `lastmile bench go-runtime`
+#   winston-loki (npm), python-logging-loki (PyPI)  real Loki push clients (see the end)
 #
 # Debian's packages ship init scripts; installing them must not leave a service running
 # (nothing here needs one: tests start their own instances on free ports).
@@ -131,3 +132,46 @@ for bin in prometheus victoria-metrics chromium clang go prometheus-node-exporte
 done
 log "ready: $(prometheus --version 2>&1 | head -n1); victoria-metrics $(dpkg-query -W -f='${Version}' victoria-metrics); chromium $(dpkg-query -W -f='${Version}' chromium)"
 log "ready: $(clang --version | head -n1); $(go version); $(/usr/lib/go-1.23/bin/go version)"
+
+# ---- Loki push clients (log path tests) ---------------------------------------------------
+# npm: winston-loki (protobuf + snappy by default), pinned by the committed package-lock.json
+# of crates/lastmile/tests/fixtures/loki-clients (node_modules/ is git-ignored); reinstalled
+# only when the lock file changes. PyPI: python-logging-loki (JSON push) in the shared venv.
+LOKI_FIXTURE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/crates/lastmile/tests/fixtures/loki-clients"
+apt_install_now() {
+    if ! apt-cache show "$@" >/dev/null 2>&1; then
+        "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=900 update
+    fi
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get -o DPkg::Lock::Timeout=900 install -y --no-install-recommends "$@"
+}
+if ! command -v npm >/dev/null 2>&1; then
+    log "npm missing: installing Debian's nodejs and npm"
+    apt_install_now nodejs npm
+fi
+lock_sum="$(sha256sum "$LOKI_FIXTURE/package-lock.json" | cut -d' ' -f1)"
+if [ -f "$LOKI_FIXTURE/node_modules/.lastmile-lock" ] && [ "$(cat "$LOKI_FIXTURE/node_modules/.lastmile-lock")" = "$lock_sum" ]; then
+    log "npm Loki clients: already installed"
+else
+    log "npm Loki clients: npm ci in $LOKI_FIXTURE"
+    (cd "$LOKI_FIXTURE" && npm ci --no-audit --no-fund)
+    echo "$lock_sum" >"$LOKI_FIXTURE/node_modules/.lastmile-lock"
+fi
+LOG_VENV="${LASTMILE_VENV:-${HOME:-/root}/.cache/lastmile-venv}"
+LOG_PY_PACKAGES=(python-logging-loki==0.3.1)
+if [ ! -x "$LOG_VENV/bin/python" ]; then
+    if ! /usr/bin/python3 -c 'import ensurepip' 2>/dev/null; then
+        apt_install_now python3-venv
+    fi
+    log "creating the Python venv $LOG_VENV"
+    /usr/bin/python3 -m venv "$LOG_VENV"
+fi
+log_stamp="$LOG_VENV/.lastmile-packages-logs"
+if [ -f "$log_stamp" ] && [ "$(cat "$log_stamp")" = "${LOG_PY_PACKAGES[*]}" ]; then
+    log "Python Loki client: already installed"
+else
+    log "Python Loki client: installing ${LOG_PY_PACKAGES[*]} into $LOG_VENV"
+    "$LOG_VENV/bin/pip" install --disable-pip-version-check --no-input "${LOG_PY_PACKAGES[@]}"
+    echo "${LOG_PY_PACKAGES[*]}" >"$log_stamp"
+fi
+log "ready: Loki clients (winston-loki $(node -p 'require("'"$LOKI_FIXTURE"'/node_modules/winston-loki/package.json").version'), python-logging-loki in $LOG_VENV)"

@@ -3,6 +3,7 @@
 mod correlate;
 mod error;
 pub mod go_runtime_profiles;
+pub mod loki;
 mod otlp_json;
 mod params;
 mod process;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub query: lastmile_query::promql::QueryOptions,
     /// Rules every ingested series passes through before the store.
     pub rules: Arc<lastmile_rules::MetricRules>,
+    /// The log store and the settings of the Loki routes.
+    pub logs: loki::LogsState,
     /// Shown on the status page and `/api/v1/status/buildinfo`.
     pub version: &'static str,
 }
@@ -110,6 +113,17 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/go-runtime/profiles/{id}",
             get(go_runtime_profiles::get_one),
         )
+        .route("/api/v1/admin/logs/flush", post(loki::flush))
+        .route("/loki/api/v1/push", post(loki::push))
+        .route(
+            "/loki/api/v1/query_range",
+            get(loki::query_range).post(loki::query_range),
+        )
+        .route("/loki/api/v1/query", get(loki::query).post(loki::query))
+        .route("/loki/api/v1/labels", get(loki::labels).post(loki::labels))
+        .route("/loki/api/v1/label", get(loki::labels))
+        .route("/loki/api/v1/label/{name}/values", get(loki::label_values))
+        .route("/loki/api/v1/series", get(loki::series).post(loki::series))
         .route("/metrics", get(self_metrics::render))
         .route("/-/healthy", get(|| async { "lastmile is Healthy.\n" }))
         .route("/-/ready", get(|| async { "lastmile is Ready.\n" }))

@@ -31,6 +31,11 @@ struct ReasonLabels {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FormatLabels {
+    format: &'static str,
+}
+
 pub struct SelfMetrics {
     registry: Registry,
     http_requests: Family<HandlerLabels, Counter>,
@@ -40,6 +45,11 @@ pub struct SelfMetrics {
     rw_rejected: Family<ReasonLabels, Counter>,
     rules_series_dropped: Family<ReasonLabels, Counter>,
     rules_samples_dropped: Counter,
+    loki_requests: Family<FormatLabels, Counter>,
+    loki_lines: Counter,
+    loki_line_bytes: Counter,
+    loki_bytes: Counter,
+    loki_rejected: Family<ReasonLabels, Counter>,
 }
 
 impl SelfMetrics {
@@ -64,6 +74,11 @@ impl SelfMetrics {
             rw_rejected: Family::default(),
             rules_series_dropped: Family::default(),
             rules_samples_dropped: Counter::default(),
+            loki_requests: Family::default(),
+            loki_lines: Counter::default(),
+            loki_line_bytes: Counter::default(),
+            loki_bytes: Counter::default(),
+            loki_rejected: Family::default(),
             registry,
         };
         let mut m = m;
@@ -111,7 +126,53 @@ impl SelfMetrics {
             "Samples of series dropped by rules",
             m.rules_samples_dropped.clone(),
         );
+        r.register(
+            "lastmile_loki_push_requests",
+            "Accepted Loki push requests, by body format (json, protobuf)",
+            m.loki_requests.clone(),
+        );
+        r.register(
+            "lastmile_loki_push_lines_received",
+            "Log lines in accepted Loki push requests",
+            m.loki_lines.clone(),
+        );
+        r.register(
+            "lastmile_loki_push_line_bytes_received",
+            "Bytes of log lines in accepted Loki push requests",
+            m.loki_line_bytes.clone(),
+        );
+        r.register(
+            "lastmile_loki_push_received_bytes",
+            "Loki push request bytes as sent (compressed)",
+            m.loki_bytes.clone(),
+        );
+        r.register(
+            "lastmile_loki_push_rejected_requests",
+            "Loki push requests refused whole, by reason",
+            m.loki_rejected.clone(),
+        );
         m
+    }
+
+    pub fn loki_push_received(
+        &self,
+        format: &'static str,
+        bytes: u64,
+        lines: u64,
+        line_bytes: u64,
+    ) {
+        self.loki_requests
+            .get_or_create(&FormatLabels { format })
+            .inc();
+        self.loki_bytes.inc_by(bytes);
+        self.loki_lines.inc_by(lines);
+        self.loki_line_bytes.inc_by(line_bytes);
+    }
+
+    pub fn loki_push_rejected(&self, reason: &'static str) {
+        self.loki_rejected
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     pub fn rules_applied(&self, o: &lastmile_rules::RulesOutcome) {

@@ -14,10 +14,12 @@ use clap::Args;
 
 pub mod ingest;
 pub mod load;
+pub mod logs;
 pub mod measure;
 pub mod report;
 pub mod servers;
 
+pub use logs::LogsArgs;
 pub use servers::ServerKind;
 
 /// Flags of `lastmile bench ingest`.
@@ -152,10 +154,12 @@ pub struct IngestArgs {
 
 pub enum BenchCommand {
     Ingest(IngestArgs),
+    Logs(LogsArgs),
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Ingest(args) => ingest::run(args).await,
+        BenchCommand::Logs(args) => logs::run(args).await,
     }
 }

@@ -144,4 +144,7 @@ pub enum BenchKind {
     /// workload and on a Go HTTP service under wrk, with and without probes, same run.
     /// Needs root.
     GoRuntime(lastmile_ebpf::bench::BenchArgs),
+    /// Log ingest (Loki push) and search: lines per CPU-second, disk bytes per raw byte,
+    /// needle search, trace-id lookup and count_over_time latency.
+    Logs(lastmile_bench::LogsArgs),
 }

@@ -25,6 +25,12 @@
 //!       labels: {job: checkout}
 //!       park_profile: 10s          # optional: a park-profile window when first seen
 //!       alloc_profile: 10s         # optional: an allocation-profile window
+//! logs:
+//!   retention: 15d                 # delete log lines older than this
+//!   commit_interval: 10s           # how often the full-text index is committed
+//!   trace_id_fields: [trace_id, traceId, X-Trace-ID, traceparent]  # replaces the defaults
+//!   span_id_fields: [span_id, spanId]
+//!   max_entries_limit_per_query: 5000
 //! ```
 
 use std::path::Path;
@@ -50,6 +56,9 @@ pub struct Config {
     pub traces: TracesConfig,
     /// Go processes to watch through eBPF.
     pub go_runtime: Option<GoRuntimeConfig>,
+    /// The log store and the Loki API.
+    #[serde(default)]
+    pub logs: LogsConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -76,6 +85,18 @@ pub struct GoProcessConfig {
     pub labels: std::collections::BTreeMap<String, String>,
     pub park_profile: Option<String>,
     pub alloc_profile: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsConfig {
+    pub retention: Option<String>,
+    pub commit_interval: Option<String>,
+    /// Field names (JSON keys, logfmt keys, structured metadata) that carry trace ids,
+    /// tried in order; replaces the default list.
+    pub trace_id_fields: Option<Vec<String>>,
+    pub span_id_fields: Option<Vec<String>>,
+    pub max_entries_limit_per_query: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -214,6 +235,50 @@ impl Config {
             o.max_head_age = parse_duration(a).context("traces.max_head_age")?;
         }
         Ok(o)
+    }
+
+    /// Log store options; the WAL sync mode is the one of `storage`.
+    pub fn log_store_options(&self) -> anyhow::Result<lastmile_log_store::LogStoreOptions> {
+        let mut o = lastmile_log_store::LogStoreOptions {
+            wal_sync: self.db_options(None)?.wal_sync,
+            ..Default::default()
+        };
+        let l = &self.logs;
+        if let Some(r) = &l.retention {
+            o.retention = parse_duration(r).context("logs.retention")?;
+            if o.retention < Duration::from_secs(3600) {
+                bail!("logs.retention {r} is shorter than the 1h minimum");
+            }
+        }
+        if let Some(c) = &l.commit_interval {
+            o.commit_interval = parse_duration(c).context("logs.commit_interval")?;
+            if o.commit_interval < Duration::from_millis(100) {
+                bail!("logs.commit_interval {c} is shorter than the 100ms minimum");
+            }
+        }
+        Ok(o)
+    }
+
+    pub fn trace_fields(&self) -> anyhow::Result<lastmile_receivers::logs::TraceFields> {
+        let mut f = lastmile_receivers::logs::TraceFields::default();
+        if let Some(t) = &self.logs.trace_id_fields {
+            if t.is_empty() || t.iter().any(|n| n.is_empty()) {
+                bail!("logs.trace_id_fields must list at least one non-empty field name");
+            }
+            f.trace_id = t.clone();
+        }
+        if let Some(s) = &self.logs.span_id_fields {
+            f.span_id = s.clone();
+        }
+        Ok(f)
+    }
+
+    pub fn logql_options(&self) -> lastmile_query::logql::LogqlOptions {
+        let mut o = lastmile_query::logql::LogqlOptions::default();
+        if let Some(n) = self.logs.max_entries_limit_per_query {
+            o.max_entries = n;
+        }
+        o
     }
 
     pub fn metric_rules(&self) -> anyhow::Result<lastmile_rules::MetricRules> {
@@ -363,6 +428,26 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn logs_section() {
+        let c = parse("logs:\n  retention: 2d\n  commit_interval: 1s\n  trace_id_fields: [rid]\n  max_entries_limit_per_query: 10\n").unwrap();
+        let o = c.log_store_options().unwrap();
+        assert_eq!(o.retention, Duration::from_secs(2 * 86400));
+        assert_eq!(o.commit_interval, Duration::from_secs(1));
+        assert_eq!(c.trace_fields().unwrap().trace_id, vec!["rid".to_string()]);
+        assert_eq!(c.logql_options().max_entries, 10);
+        assert!(parse("logs:\n  retension: 2d\n").is_err());
+        let c = parse("logs:\n  retention: 1m\n").unwrap();
+        assert!(
+            c.log_store_options()
+                .unwrap_err()
+                .to_string()
+                .contains("1h")
+        );
+        let c = parse("logs:\n  trace_id_fields: []\n").unwrap();
+        assert!(c.trace_fields().is_err());
     }
 
     #[test]

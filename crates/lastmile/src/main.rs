@@ -19,6 +19,10 @@ fn main() -> std::process::ExitCode {
                 lastmile_bench::run(lastmile_bench::BenchCommand::Ingest(i)),
                 &cli.log,
             ),
+            cli::BenchKind::Logs(l) => run(
+                lastmile_bench::run(lastmile_bench::BenchCommand::Logs(l)),
+                &cli.log,
+            ),
             cli::BenchKind::GoRuntime(b) => run(lastmile_ebpf::bench::run(b), &cli.log),
         },
         cli::Command::GoRuntime(args) => match args.command {

@@ -5,4 +5,6 @@
 
 pub mod demo;
 pub mod demo_traces;
+pub mod logs;
+pub mod loki;
 pub mod remote_write;

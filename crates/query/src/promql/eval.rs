@@ -99,7 +99,9 @@ impl<'a> Evaluator<'a> {
         at: &Option<AtModifier>,
         offset: &Option<Offset>,
     ) -> i64 {
-        self.at_ms(at).unwrap_or(ts).saturating_sub(offset_ms(offset))
+        self.at_ms(at)
+            .unwrap_or(ts)
+            .saturating_sub(offset_ms(offset))
     }
 
     fn widen(&mut self, vs: &VectorSelector, lo: i64, hi: i64) {

@@ -152,7 +152,8 @@ fn check_durations(q: &str) -> Result<(), String> {
     for lexeme in lexer.iter().flatten() {
         let tok = lexeme.tok_id();
         let text = lexer.span_str(lexeme.span());
-        let after_at = prev == Some(T_AT) || (matches!(prev, Some(T_SUB | T_ADD)) && before_prev == Some(T_AT));
+        let after_at = prev == Some(T_AT)
+            || (matches!(prev, Some(T_SUB | T_ADD)) && before_prev == Some(T_AT));
         if tok == T_NUMBER && after_at {
             // Evaluation works in i64 milliseconds, as Prometheus does; it refuses the rest.
             let secs = promql_parser::util::parse_str_radix(text).unwrap_or(f64::NAN);
