@@ -8,6 +8,9 @@
 pub mod alloc_meter;
 pub mod chunk;
 pub mod otlp;
+pub mod go_binary;
+pub mod logql;
+pub mod loki;
 pub mod promql;
 pub mod remote_write;
 pub mod seeds;
@@ -15,7 +18,7 @@ pub mod spans;
 pub mod wal;
 
 /// Names of the fuzz targets, as in `Cargo.toml` and the `seeds/` and `regressions/` folders.
-pub const TARGETS: [&str; 9] = [
+pub const TARGETS: [&str; 13] = [
     "remote_write_decode",
     "remote_write_body",
     "wal_frames",
@@ -25,6 +28,10 @@ pub const TARGETS: [&str; 9] = [
     "otlp_protobuf",
     "otlp_json",
     "span_record",
+    "go_binary",
+    "loki_push_decode",
+    "loki_push_body",
+    "logql_query",
 ];
 
 /// Runs the harness of `target` on one input.
@@ -39,6 +46,10 @@ pub fn run(target: &str, data: &[u8]) {
         "otlp_protobuf" => otlp::protobuf(data),
         "otlp_json" => otlp::json(data),
         "span_record" => spans::record(data),
+        "go_binary" => go_binary::parse(data),
+        "loki_push_decode" => loki::decode(data),
+        "loki_push_body" => loki::body(data),
+        "logql_query" => logql::query(data),
         _ => panic!("unknown fuzz target {target:?}"),
     }
 }

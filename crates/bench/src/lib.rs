@@ -14,11 +14,13 @@ use clap::Args;
 
 pub mod ingest;
 pub mod load;
+pub mod logs;
 pub mod measure;
 pub mod report;
 pub mod servers;
 pub mod spans;
 
+pub use logs::LogsArgs;
 pub use servers::ServerKind;
 pub use spans::SpansArgs;
 
@@ -155,11 +157,13 @@ pub struct IngestArgs {
 pub enum BenchCommand {
     Ingest(IngestArgs),
     Spans(SpansArgs),
+    Logs(LogsArgs),
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Ingest(args) => ingest::run(args).await,
         BenchCommand::Spans(args) => spans::run(args).await,
+        BenchCommand::Logs(args) => logs::run(args).await,
     }
 }

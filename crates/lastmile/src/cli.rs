@@ -57,6 +57,22 @@ pub enum Command {
     Query(QueryArgs),
     /// Measure lastmile against VictoriaMetrics and Prometheus on the same load.
     Bench(BenchArgs),
+    /// Watch a Go program's runtime through eBPF: GC and stop-the-world pauses, goroutine
+    /// blocking (park profile), sampled allocations. Needs root.
+    GoRuntime(GoRuntimeArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GoRuntimeArgs {
+    #[command(subcommand)]
+    pub command: GoRuntimeCommand,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum GoRuntimeCommand {
+    /// Attach eBPF uprobes to a Go process (or every process of an executable) and report
+    /// GC cycles and stop-the-world pauses; optionally profile why goroutines block.
+    Attach(lastmile_ebpf::cli::AttachArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -127,16 +143,14 @@ pub enum BenchKind {
     /// Remote-write ingest: samples/s, CPU, RSS per series and disk bytes per sample for
     /// lastmile, VictoriaMetrics and Prometheus under the same load.
     Ingest(lastmile_bench::IngestArgs),
+    /// Overhead of the eBPF Go-runtime probes (always-on and park profile) on a Go
+    /// workload and on a Go HTTP service under wrk, with and without probes, same run.
+    /// Needs root.
+    GoRuntime(lastmile_ebpf::bench::BenchArgs),
+    /// Log ingest (Loki push) and search: lines per CPU-second, disk bytes per raw byte,
+    /// needle search, trace-id lookup and count_over_time latency.
+    Logs(lastmile_bench::LogsArgs),
     /// Span ingest over OTLP/HTTP protobuf: spans/s, spans per CPU-second, RSS, span store
     /// bytes per span, trace-by-id latency (lastmile alone: no peer trace backend here).
     Spans(lastmile_bench::SpansArgs),
-}
-
-impl From<BenchArgs> for lastmile_bench::BenchCommand {
-    fn from(a: BenchArgs) -> Self {
-        match a.kind {
-            BenchKind::Ingest(i) => lastmile_bench::BenchCommand::Ingest(i),
-            BenchKind::Spans(s) => lastmile_bench::BenchCommand::Spans(s),
-        }
-    }
 }

@@ -74,6 +74,29 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     let traces = Arc::new(traces);
 
+    let log_opts = config.log_store_options()?;
+    let logs_dir = args.data_dir.join("logs");
+    let logs_dir_open = logs_dir.clone();
+    let (log_store, log_report) = tokio::task::spawn_blocking(move || {
+        lastmile_log_store::LogStore::open_with_report(
+            &logs_dir_open,
+            log_opts,
+            Arc::new(StoreMetrics::default()),
+        )
+    })
+    .await
+    .context("log store startup panicked")?
+    .with_context(|| format!("cannot open the log store in {}", logs_dir.display()))?;
+    tracing::info!(
+        streams = log_report.streams,
+        indexed_lines = log_report.indexed_lines,
+        wal_lines = log_report.wal_lines,
+        truncated_bytes = log_report.wal_truncated_bytes,
+        elapsed_ms = log_report.elapsed.as_millis() as u64,
+        "log store opened"
+    );
+    let log_store = Arc::new(log_store);
+
     let listener = tokio::net::TcpListener::bind(args.http_addr)
         .await
         .with_context(|| format!("cannot listen on --http-addr {}", args.http_addr))?;
@@ -99,6 +122,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         metrics: Arc::new(self_metrics),
         rules,
         query: lastmile_query::promql::QueryOptions::default(),
+        logs: lastmile_api::loki::LogsState {
+            store: log_store.clone(),
+            trace_fields: Arc::new(config.trace_fields()?),
+            query: config.logql_options(),
+        },
         version: env!("CARGO_PKG_VERSION"),
     };
     // The demo's history goes in first, with span metrics at their own times.
@@ -125,7 +153,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let traces = traces.clone();
         move || traces.maintain().map_err(|e| e.to_string())
     }));
+    let log_upkeep = tokio::spawn(every(UPKEEP_INTERVAL, "log store", {
+        let logs = log_store.clone();
+        move || logs.maintain().map(drop).map_err(|e| e.to_string())
+    }));
     let demo = demo.map(|d| tokio::spawn(crate::demo::run(state.clone(), d)));
+    let go_runtime = config
+        .go_runtime_watch()?
+        .map(|opts| crate::go_runtime::spawn(opts, db.clone(), args.data_dir.clone()));
 
     // One signal stops all three servers.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -150,9 +185,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     http.context("OTLP/HTTP server failed")?;
     grpc.context("OTLP/gRPC server failed")?;
 
+    if let Some(g) = go_runtime {
+        tracing::info!("detaching the Go runtime probes");
+        g.shutdown().await;
+    }
     tracing::info!("shutting down: syncing the WALs");
     upkeep.abort();
     trace_upkeep.abort();
+    log_upkeep.abort();
     span_metrics_writer.abort();
     if let Some(d) = demo {
         d.abort();
@@ -165,6 +205,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     })
     .await
     .ok();
+    let closing = log_store.clone();
+    match tokio::task::spawn_blocking(move || closing.close()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "closing the log store failed (the WAL holds every acknowledged line)")
+        }
+        Err(e) => tracing::error!(error = %e, "closing the log store panicked"),
+    }
     Ok(())
 }
 

@@ -8,4 +8,6 @@
 pub mod demo;
 pub mod demo_traces;
 pub mod otlp;
+pub mod logs;
+pub mod loki;
 pub mod remote_write;
