@@ -2,9 +2,9 @@
 
 mod correlate;
 mod error;
-mod otlp;
 pub mod go_runtime_profiles;
 pub mod loki;
+mod otlp;
 mod otlp_json;
 mod params;
 mod process;

@@ -15,8 +15,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
-use lastmile_log_store::{Direction, LogStore, LogStoreError};
-use lastmile_model::Labels;
+use lastmile_log_store::{Direction, LogAppendStats, LogStore, LogStoreError};
+use lastmile_model::{Labels, LogBatch};
 use lastmile_query::logql::{self, LogqlError, LogqlOptions, LogqlResult};
 use lastmile_receivers::logs::{TraceFields, enrich_batch};
 use lastmile_receivers::loki::{self as decode, LokiPushError, PushFormat};
@@ -148,17 +148,8 @@ async fn push_inner(st: &AppState, headers: &HeaderMap, body: Body) -> Result<()
         }
     };
     let raw = decode::decode_content_encoding(encoding.as_deref(), &body, max).map_err(refuse)?;
-    let mut batch = decode::decode_push(format, &raw, max).map_err(refuse)?;
-    enrich_batch(&mut batch, &st.logs.trace_fields);
-    let store = st.logs.store.clone();
-    let stats = tokio::task::spawn_blocking(move || store.append(&batch))
-        .await
-        .map_err(|e| {
-            LokiError(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("push task failed: {e}"),
-            )
-        })??;
+    let batch = decode::decode_push(format, &raw, max).map_err(refuse)?;
+    let stats = store_logs(st, batch).await?;
     let format_name = match format {
         PushFormat::Json => "json",
         PushFormat::Protobuf => "protobuf",
@@ -170,6 +161,26 @@ async fn push_inner(st: &AppState, headers: &HeaderMap, body: Body) -> Result<()
         stats.bytes as u64,
     );
     Ok(())
+}
+
+/// Stores a decoded batch, whatever brought it (Loki push, OTLP logs): trace and span ids
+/// are filled from metadata or the line first, and the answer comes once the WAL record is
+/// durable.
+pub(crate) async fn store_logs(
+    st: &AppState,
+    mut batch: LogBatch,
+) -> Result<LogAppendStats, LokiError> {
+    enrich_batch(&mut batch, &st.logs.trace_fields);
+    let store = st.logs.store.clone();
+    let stats = tokio::task::spawn_blocking(move || store.append(&batch))
+        .await
+        .map_err(|e| {
+            LokiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("log append task failed: {e}"),
+            )
+        })??;
+    Ok(stats)
 }
 
 /// `POST /api/v1/admin/logs/flush`: commits the log index now (normally every

@@ -129,7 +129,6 @@ impl SelfMetrics {
             "Samples of series dropped by rules",
             m.rules_samples_dropped.clone(),
         );
-        m.otlp.register(&mut m.registry);
         r.register(
             "lastmile_loki_push_requests",
             "Accepted Loki push requests, by body format (json, protobuf)",
@@ -155,6 +154,7 @@ impl SelfMetrics {
             "Loki push requests refused whole, by reason",
             m.loki_rejected.clone(),
         );
+        m.otlp.register(&mut m.registry);
         m
     }
 

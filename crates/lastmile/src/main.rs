@@ -23,6 +23,10 @@ fn main() -> std::process::ExitCode {
                 lastmile_bench::run(lastmile_bench::BenchCommand::Logs(l)),
                 &cli.log,
             ),
+            cli::BenchKind::Spans(s) => run(
+                lastmile_bench::run(lastmile_bench::BenchCommand::Spans(s)),
+                &cli.log,
+            ),
             cli::BenchKind::GoRuntime(b) => run(lastmile_ebpf::bench::run(b), &cli.log),
         },
         cli::Command::GoRuntime(args) => match args.command {

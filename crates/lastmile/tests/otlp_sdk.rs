@@ -2,7 +2,8 @@
 //! sends traces, metrics and logs to lastmile over OTLP/HTTP protobuf, OTLP/HTTP JSON and
 //! OTLP/gRPC; what it sent must come back intact: metrics (with the OpenTelemetry
 //! Prometheus-compatibility names and labels, target_info, exemplars carrying the trace
-//! id) through the Prometheus API, spans from the span store.
+//! id) through the Prometheus API, spans from the span store, log records through the Loki
+//! API and in the trace's correlation, next to the span that logged them.
 
 mod common;
 
@@ -220,6 +221,82 @@ fn check_tempo(server: &Lastmile, sent: &Sent) {
     }
 }
 
+/// The log records: in the log store with Loki's OTLP mapping (resource attributes as
+/// stream labels, the rest structured metadata), tied to the span that was current when
+/// they were logged, and in the trace's correlation.
+fn check_logs(server: &Lastmile, sent: &Sent) {
+    let span_id = |name: &str| {
+        sent.spans
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, id)| id.clone())
+            .unwrap()
+    };
+    let q = format!("{{service_name=\"checkout-{}\"}}", sent.run);
+    let r = server.get(&format!(
+        "/loki/api/v1/query_range?query={}&start={}&end={}&direction=forward",
+        enc(&q),
+        (now_ms() - 3_600_000) * 1_000_000,
+        (now_ms() + 60_000) * 1_000_000
+    ));
+    assert_eq!(r.status, 200, "{q}: {}", r.text());
+    let v = r.json();
+    let mut lines: Vec<(String, Labels)> = Vec::new();
+    for stream in v["data"]["result"].as_array().expect("streams") {
+        let labels = labels_of(&stream["stream"]);
+        for value in stream["values"].as_array().unwrap() {
+            lines.push((value[1].as_str().unwrap().to_owned(), labels.clone()));
+        }
+    }
+    lines.sort_by(|a, b| a.0.cmp(&b.0));
+    let texts: Vec<&str> = lines.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(
+        texts,
+        ["query failed: deadlock detected", "served cart 42"],
+        "{v}"
+    );
+    let (_, failed) = &lines[0];
+    assert_eq!(failed["service_namespace"], "shop", "{failed:?}");
+    assert_eq!(failed["deployment_environment"], "test", "{failed:?}");
+    assert_eq!(failed["severity_text"], "ERROR", "{failed:?}");
+    assert_eq!(failed["trace_id"], sent.trace_id, "{failed:?}");
+    assert_eq!(failed["span_id"], span_id("SELECT carts"), "{failed:?}");
+    assert_eq!(
+        lines[1].1["span_id"],
+        span_id("GET /cart"),
+        "{:?}",
+        lines[1]
+    );
+
+    // `correlate` puts them with the trace, each with the span that logged it.
+    let r = server.get(&format!("/api/v1/correlate?trace_id={}", sent.trace_id));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let c = r.json();
+    let mut logs: Vec<(String, String)> = c["data"]["logs"]
+        .as_array()
+        .expect("logs")
+        .iter()
+        .map(|l| {
+            (
+                l["line"].as_str().unwrap().to_owned(),
+                l["spanId"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    logs.sort();
+    assert_eq!(
+        logs,
+        [
+            (
+                "query failed: deadlock detected".to_owned(),
+                span_id("SELECT carts")
+            ),
+            ("served cart 42".to_owned(), span_id("GET /cart")),
+        ],
+        "{c}"
+    );
+}
+
 fn check_spans(store: &TraceStore, sent: &Sent) {
     let id = TraceId::parse_any(&sent.trace_id).unwrap();
     let batch = store
@@ -290,11 +367,12 @@ fn python_sdk_over_http_protobuf_http_json_and_grpc() {
         let s = send(&python, protocol, endpoint, run);
         check_metrics(&server, &s);
         check_tempo(&server, &s);
+        check_logs(&server, &s);
         sent.push((*protocol, s));
     }
     let m = server.metrics_text();
     for protocol in ["http/protobuf", "http/json", "grpc"] {
-        for (signal, n) in [("spans", 2.0), ("metric_points", 4.0)] {
+        for (signal, n) in [("spans", 2.0), ("metric_points", 4.0), ("log_records", 2.0)] {
             let series = format!(
                 "lastmile_otlp_received_items_total{{signal=\"{signal}\",protocol=\"{protocol}\"}}"
             );

@@ -7,7 +7,7 @@
 
 pub mod demo;
 pub mod demo_traces;
-pub mod otlp;
 pub mod logs;
 pub mod loki;
+pub mod otlp;
 pub mod remote_write;

@@ -75,8 +75,6 @@ pub enum IngestError {
     InvalidSeries(String),
     /// The store failed; retryable.
     Unavailable(String),
-    /// A signal this build cannot store (not retryable).
-    NotImplemented(String),
 }
 
 impl IngestError {
@@ -86,7 +84,6 @@ impl IngestError {
             IngestError::TooLarge(_) => 413,
             IngestError::BadBody(_) | IngestError::InvalidSeries(_) => 400,
             IngestError::Unavailable(_) => 503,
-            IngestError::NotImplemented(_) => 501,
         }
     }
 
@@ -97,7 +94,6 @@ impl IngestError {
             IngestError::BadBody(_) => "bad_body",
             IngestError::InvalidSeries(_) => "invalid_series",
             IngestError::Unavailable(_) => "unavailable",
-            IngestError::NotImplemented(_) => "not_implemented",
         }
     }
 
@@ -106,7 +102,6 @@ impl IngestError {
         match self.http_status() {
             413 => tonic::Code::ResourceExhausted,
             503 => tonic::Code::Unavailable,
-            501 => tonic::Code::Unimplemented,
             _ => tonic::Code::InvalidArgument,
         }
     }
@@ -119,8 +114,7 @@ impl std::fmt::Display for IngestError {
             IngestError::TooLarge(m)
             | IngestError::BadBody(m)
             | IngestError::InvalidSeries(m)
-            | IngestError::Unavailable(m)
-            | IngestError::NotImplemented(m) => f.write_str(m),
+            | IngestError::Unavailable(m) => f.write_str(m),
         }
     }
 }
@@ -186,14 +180,19 @@ pub async fn ingest_logs(
     protocol: &'static str,
 ) -> Result<Accepted, IngestError> {
     let (batch, refused) = logs_from_request(req, now_ns())?;
-    // TODO(log store): hand `batch` to `lastmile_log_store::LogStore::append` once that
-    // crate is on main (branch `logs`), after filling trace ids found in JSON/logfmt bodies.
-    // Until then a valid log request is answered 501 (gRPC UNIMPLEMENTED): nothing is
-    // stored, and no client is told otherwise.
-    let _ = (st, protocol, &batch, &refused);
-    Err(IngestError::NotImplemented(
-        "this lastmile build has no log store yet: the request was valid, nothing was stored"
-            .into(),
+    let stats = if batch.entry_count() == 0 {
+        Default::default()
+    } else {
+        crate::loki::store_logs(st, batch)
+            .await
+            .map_err(|e| IngestError::Unavailable(format!("the log store failed: {}", e.1)))?
+    };
+    Ok(accepted(
+        st,
+        Signal::Logs,
+        protocol,
+        stats.entries as u64,
+        &refused,
     ))
 }
 
