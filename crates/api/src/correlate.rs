@@ -11,6 +11,9 @@ use serde_json::json;
 use crate::params::Params;
 use crate::{ApiError, AppState};
 
+/// Log lines of one trace shown at most: a trace that logs more is a loop, not a story.
+const MAX_LOG_LINES: usize = 10_000;
+
 fn wanted_trace(p: &Params) -> Result<TraceId, ApiError> {
     if let Some(raw) = p.get("trace_id").filter(|s| !s.is_empty()) {
         return TraceId::parse_any(raw).ok_or_else(|| {
@@ -32,10 +35,17 @@ fn wanted_trace(p: &Params) -> Result<TraceId, ApiError> {
 pub async fn handle(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
     let id = wanted_trace(&p)?;
     let opts = st.query.clone();
-    let found = tokio::task::spawn_blocking(move || correlate(&st.db, &st.traces, None, id, &opts))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let found = tokio::task::spawn_blocking(move || {
+        let logs = st.logs.store.clone();
+        let lines = move |trace, start_ns, end_ns| {
+            logs.lines_for_trace(trace, start_ns, end_ns, MAX_LOG_LINES)
+                .map_err(|e| e.to_string())
+        };
+        correlate(&st.db, &st.traces, Some(&lines), id, &opts)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
     match found {
         Some(c) => Ok(axum::Json(json!({"status": "success", "data": c})).into_response()),
         None => Err(ApiError::NotFound(format!("trace not found: {id}"))),

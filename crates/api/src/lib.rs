@@ -2,7 +2,9 @@
 
 mod correlate;
 mod error;
-mod home;
+pub mod go_runtime_profiles;
+pub mod loki;
+mod otlp;
 mod otlp_json;
 mod params;
 mod process;
@@ -22,6 +24,7 @@ use axum::routing::{get, post};
 use lastmile_store::Db;
 
 pub use error::{ApiError, PlainError};
+pub use otlp::{OtlpMetrics, router as otlp_http_router, serve_grpc as serve_otlp_grpc};
 pub use process::{ProcessStats, process_stats};
 pub use self_metrics::{RulesCollector, SelfMetrics};
 
@@ -56,14 +59,18 @@ pub struct AppState {
     pub query: lastmile_query::promql::QueryOptions,
     /// The rule engine: every ingest path takes `rules.current()` once per batch.
     pub rules: Arc<lastmile_rules::Rules>,
+    /// The log store and the settings of the Loki routes.
+    pub logs: loki::LogsState,
     /// Shown on the status page and `/api/v1/status/buildinfo`.
     pub version: &'static str,
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(home::page))
         .route("/api/v1/write", post(remote_write::handle))
+        .route("/v1/traces", post(otlp::http_traces))
+        .route("/v1/metrics", post(otlp::http_metrics))
+        .route("/v1/logs", post(otlp::http_logs))
         .route(
             "/api/v1/query",
             get(prom_query::query).post(prom_query::query),
@@ -109,11 +116,32 @@ pub fn router(state: AppState) -> Router {
         .route("/api/search/tag/{tag}/values", get(tempo::tag_values))
         .route("/api/echo", get(|| async { "echo" }))
         .route("/api/v1/correlate", get(correlate::handle))
+        .route(
+            "/api/v1/go-runtime/profiles",
+            get(go_runtime_profiles::list).post(go_runtime_profiles::post),
+        )
+        .route(
+            "/api/v1/go-runtime/profiles/{id}",
+            get(go_runtime_profiles::get_one),
+        )
+        .route("/api/v1/admin/logs/flush", post(loki::flush))
+        .route("/loki/api/v1/push", post(loki::push))
+        .route(
+            "/loki/api/v1/query_range",
+            get(loki::query_range).post(loki::query_range),
+        )
+        .route("/loki/api/v1/query", get(loki::query).post(loki::query))
+        .route("/loki/api/v1/labels", get(loki::labels).post(loki::labels))
+        .route("/loki/api/v1/label", get(loki::labels))
+        .route("/loki/api/v1/label/{name}/values", get(loki::label_values))
+        .route("/loki/api/v1/series", get(loki::series).post(loki::series))
         .route("/metrics", get(self_metrics::render))
         .route("/-/healthy", get(|| async { "lastmile is Healthy.\n" }))
         .route("/-/ready", get(|| async { "lastmile is Ready.\n" }))
+        // The web UI: its pages (`/`, `/traces/{id}`, …) and embedded assets.
+        .merge(lastmile_ui::router())
         .fallback(error::not_found)
-        // Remote write enforces its own limit; others get axum's default.
+        // Remote write and OTLP enforce their own limits; others get axum's default.
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -31,6 +31,11 @@ struct ReasonLabels {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FormatLabels {
+    format: &'static str,
+}
+
 pub struct SelfMetrics {
     registry: Registry,
     http_requests: Family<HandlerLabels, Counter>,
@@ -41,6 +46,13 @@ pub struct SelfMetrics {
     rules_series_dropped: Family<ReasonLabels, Counter>,
     rules_samples_dropped: Counter,
     log_rules_removed: Family<ReasonLabels, Counter>,
+    /// OTLP receivers (HTTP and gRPC).
+    pub otlp: crate::OtlpMetrics,
+    loki_requests: Family<FormatLabels, Counter>,
+    loki_lines: Counter,
+    loki_line_bytes: Counter,
+    loki_bytes: Counter,
+    loki_rejected: Family<ReasonLabels, Counter>,
 }
 
 impl SelfMetrics {
@@ -66,6 +78,12 @@ impl SelfMetrics {
             rules_series_dropped: Family::default(),
             rules_samples_dropped: Counter::default(),
             log_rules_removed: Family::default(),
+            otlp: Default::default(),
+            loki_requests: Family::default(),
+            loki_lines: Counter::default(),
+            loki_line_bytes: Counter::default(),
+            loki_bytes: Counter::default(),
+            loki_rejected: Family::default(),
             registry,
         };
         let mut m = m;
@@ -118,7 +136,54 @@ impl SelfMetrics {
             "Log lines removed by log rules, by reason (dropped, sampled_out)",
             m.log_rules_removed.clone(),
         );
+        r.register(
+            "lastmile_loki_push_requests",
+            "Accepted Loki push requests, by body format (json, protobuf)",
+            m.loki_requests.clone(),
+        );
+        r.register(
+            "lastmile_loki_push_lines_received",
+            "Log lines in accepted Loki push requests",
+            m.loki_lines.clone(),
+        );
+        r.register(
+            "lastmile_loki_push_line_bytes_received",
+            "Bytes of log lines in accepted Loki push requests",
+            m.loki_line_bytes.clone(),
+        );
+        r.register(
+            "lastmile_loki_push_received_bytes",
+            "Loki push request bytes as sent (compressed)",
+            m.loki_bytes.clone(),
+        );
+        r.register(
+            "lastmile_loki_push_rejected_requests",
+            "Loki push requests refused whole, by reason",
+            m.loki_rejected.clone(),
+        );
+        m.otlp.register(&mut m.registry);
         m
+    }
+
+    pub fn loki_push_received(
+        &self,
+        format: &'static str,
+        bytes: u64,
+        lines: u64,
+        line_bytes: u64,
+    ) {
+        self.loki_requests
+            .get_or_create(&FormatLabels { format })
+            .inc();
+        self.loki_bytes.inc_by(bytes);
+        self.loki_lines.inc_by(lines);
+        self.loki_line_bytes.inc_by(line_bytes);
+    }
+
+    pub fn loki_push_rejected(&self, reason: &'static str) {
+        self.loki_rejected
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     pub fn rules_applied(&self, o: &lastmile_rules::RulesOutcome) {

@@ -425,7 +425,7 @@ everything else on the machine during the load (should be near 0)."
     s
 }
 
-pub fn write_json(report: &Report, path: &Path) -> anyhow::Result<()> {
+pub fn write_json(report: &impl Serialize, path: &Path) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }

@@ -515,6 +515,13 @@ impl Server {
         })
     }
 
+    /// Kills the process now (SIGKILL) but keeps its directory until the guard drops, so
+    /// its data can be read afterwards.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// The server's temporary directory (data and log).
     pub fn root(&self) -> &Path {
         &self.root

@@ -3,6 +3,7 @@
 mod cli;
 mod config;
 mod demo;
+mod go_runtime;
 mod query_cmd;
 mod rules_cmd;
 mod serve;
@@ -14,7 +15,28 @@ fn main() -> std::process::ExitCode {
     match cli.command {
         cli::Command::Serve(args) => run(serve::run(args), &cli.log),
         cli::Command::Query(args) => run(query_cmd::run(args), &cli.log),
-        cli::Command::Bench(args) => run(lastmile_bench::run(args.into()), &cli.log),
+        cli::Command::Bench(args) => match args.kind {
+            cli::BenchKind::Ingest(i) => run(
+                lastmile_bench::run(lastmile_bench::BenchCommand::Ingest(i)),
+                &cli.log,
+            ),
+            cli::BenchKind::Logs(l) => run(
+                lastmile_bench::run(lastmile_bench::BenchCommand::Logs(l)),
+                &cli.log,
+            ),
+            cli::BenchKind::Spans(s) => run(
+                lastmile_bench::run(lastmile_bench::BenchCommand::Spans(s)),
+                &cli.log,
+            ),
+            cli::BenchKind::Rules(r) => run(
+                lastmile_bench::run(lastmile_bench::BenchCommand::Rules(r)),
+                &cli.log,
+            ),
+            cli::BenchKind::GoRuntime(b) => run(lastmile_ebpf::bench::run(b), &cli.log),
+        },
+        cli::Command::GoRuntime(args) => match args.command {
+            cli::GoRuntimeCommand::Attach(a) => run(lastmile_ebpf::cli::run_attach(a), &cli.log),
+        },
         cli::Command::Rules(args) => rules_cmd::run(args),
     }
 }

@@ -1,4 +1,5 @@
-//! `lastmile serve`: opens the store, starts the HTTP server and the background work.
+//! `lastmile serve`: opens the stores, starts the HTTP, OTLP/HTTP and OTLP/gRPC servers and
+//! the background work.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,10 +86,41 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         rules.clone(),
     )));
 
+    let log_opts = config.log_store_options()?;
+    let logs_dir = args.data_dir.join("logs");
+    let logs_dir_open = logs_dir.clone();
+    let (log_store, log_report) = tokio::task::spawn_blocking(move || {
+        lastmile_log_store::LogStore::open_with_report(
+            &logs_dir_open,
+            log_opts,
+            Arc::new(StoreMetrics::default()),
+        )
+    })
+    .await
+    .context("log store startup panicked")?
+    .with_context(|| format!("cannot open the log store in {}", logs_dir.display()))?;
+    tracing::info!(
+        streams = log_report.streams,
+        indexed_lines = log_report.indexed_lines,
+        wal_lines = log_report.wal_lines,
+        truncated_bytes = log_report.wal_truncated_bytes,
+        elapsed_ms = log_report.elapsed.as_millis() as u64,
+        "log store opened"
+    );
+    let log_store = Arc::new(log_store);
+
     let listener = tokio::net::TcpListener::bind(args.http_addr)
         .await
         .with_context(|| format!("cannot listen on --http-addr {}", args.http_addr))?;
     let http_addr = listener.local_addr()?;
+    let otlp_http = tokio::net::TcpListener::bind(args.otlp_http_addr)
+        .await
+        .with_context(|| format!("cannot listen on --otlp-http-addr {}", args.otlp_http_addr))?;
+    let otlp_http_addr = otlp_http.local_addr()?;
+    let otlp_grpc = tokio::net::TcpListener::bind(args.otlp_grpc_addr)
+        .await
+        .with_context(|| format!("cannot listen on --otlp-grpc-addr {}", args.otlp_grpc_addr))?;
+    let otlp_grpc_addr = otlp_grpc.local_addr()?;
     let mut self_metrics = SelfMetrics::new(&store_metrics);
     self_metrics.register(|r| trace_metrics.register(r));
     self_metrics
@@ -104,6 +136,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         metrics: Arc::new(self_metrics),
         rules: rules.clone(),
         query: lastmile_query::promql::QueryOptions::default(),
+        logs: lastmile_api::loki::LogsState {
+            store: log_store.clone(),
+            trace_fields: Arc::new(config.trace_fields()?),
+            query: config.logql_options(),
+        },
         version: env!("CARGO_PKG_VERSION"),
     };
     // The demo's history goes in first, with span metrics at their own times.
@@ -113,24 +150,26 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let span_metrics_writer = tokio::spawn(span_metrics_loop(state.clone()));
     let app = lastmile_api::router(state.clone());
+    let otlp_app = lastmile_api::otlp_http_router(state.clone());
 
     tracing::info!(
         http_addr = %http_addr,
+        otlp_http_addr = %otlp_http_addr,
+        otlp_grpc_addr = %otlp_grpc_addr,
         data_dir = %args.data_dir.display(),
         demo = args.demo,
         ui = %format!("http://{http_addr}/"),
         "lastmile started"
-    );
-    tracing::info!(
-        otlp_grpc_addr = %args.otlp_grpc_addr,
-        otlp_http_addr = %args.otlp_http_addr,
-        "OTLP receivers are not part of this build yet; the OTLP addresses are not bound"
     );
 
     let upkeep = tokio::spawn(upkeep_loop(db.clone()));
     let trace_upkeep = tokio::spawn(every(TRACE_UPKEEP_INTERVAL, "span store", {
         let traces = traces.clone();
         move || traces.maintain().map_err(|e| e.to_string())
+    }));
+    let log_upkeep = tokio::spawn(every(UPKEEP_INTERVAL, "log store", {
+        let logs = log_store.clone();
+        move || logs.maintain().map(drop).map_err(|e| e.to_string())
     }));
     let demo = demo.map(|d| tokio::spawn(crate::demo::run(state.clone(), d)));
     let rules_watch = tokio::spawn(every(RULES_WATCH_INTERVAL, "rules watcher", {
@@ -148,15 +187,41 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }));
+    let go_runtime = config
+        .go_runtime_watch()?
+        .map(|opts| crate::go_runtime::spawn(opts, db.clone(), args.data_dir.clone()));
 
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("HTTP server failed")?;
+    // One signal stops all three servers.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let main_server = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let otlp_http_server =
+        axum::serve(otlp_http, otlp_app).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let otlp_grpc_server =
+        lastmile_api::serve_otlp_grpc(otlp_grpc, state.clone(), stopped(stop_rx));
+    let (main, http, grpc) = tokio::join!(
+        async { main_server.await },
+        async { otlp_http_server.await },
+        otlp_grpc_server
+    );
+    main.context("HTTP server failed")?;
+    http.context("OTLP/HTTP server failed")?;
+    grpc.context("OTLP/gRPC server failed")?;
 
-    tracing::info!("shutting down: syncing the WAL");
+    if let Some(g) = go_runtime {
+        tracing::info!("detaching the Go runtime probes");
+        g.shutdown().await;
+    }
+    tracing::info!("shutting down: syncing the WALs");
     upkeep.abort();
     trace_upkeep.abort();
+    log_upkeep.abort();
     span_metrics_writer.abort();
     rules_watch.abort();
     sampling_tick.abort();
@@ -171,6 +236,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     })
     .await
     .ok();
+    let closing = log_store.clone();
+    match tokio::task::spawn_blocking(move || closing.close()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "closing the log store failed (the WAL holds every acknowledged line)")
+        }
+        Err(e) => tracing::error!(error = %e, "closing the log store panicked"),
+    }
     Ok(())
 }
 

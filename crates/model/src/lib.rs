@@ -9,6 +9,7 @@ pub mod batch;
 pub mod duration;
 pub mod labels;
 pub mod log;
+pub mod logfmt;
 pub mod matcher;
 pub mod metadata;
 pub mod sample;

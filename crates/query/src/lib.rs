@@ -5,6 +5,7 @@
 
 pub mod correlate;
 mod error;
+pub mod logql;
 pub mod metadata_queries;
 pub mod promql;
 pub mod selector;
