@@ -164,13 +164,13 @@ async fn push_inner(st: &AppState, headers: &HeaderMap, body: Body) -> Result<()
 }
 
 /// Stores a decoded batch, whatever brought it (Loki push, OTLP logs): trace and span ids
-/// are filled from metadata or the line first, and the answer comes once the WAL record is
-/// durable.
-pub(crate) async fn store_logs(
-    st: &AppState,
-    mut batch: LogBatch,
-) -> Result<LogAppendStats, LokiError> {
+/// are filled from metadata or the line first, then the log rules apply; the answer comes
+/// once the WAL record is durable.
+pub async fn store_logs(st: &AppState, mut batch: LogBatch) -> Result<LogAppendStats, LokiError> {
     enrich_batch(&mut batch, &st.logs.trace_fields);
+    // Log rules (inheritance, deny list, drop and sample) see the ids just found.
+    let ruled = st.rules.current().apply_logs(&mut batch);
+    st.metrics.log_rules_applied(&ruled);
     let store = st.logs.store.clone();
     let stats = tokio::task::spawn_blocking(move || store.append(&batch))
         .await

@@ -111,6 +111,17 @@ fn env() -> Env {
         metrics: Arc::new(lastmile_api::SelfMetrics::new(&store_metrics)),
         query: Default::default(),
         rules,
+        logs: lastmile_api::loki::LogsState {
+            store: Arc::new(
+                lastmile_log_store::LogStore::open(
+                    &dir.path().join("data/logs"),
+                    Default::default(),
+                )
+                .unwrap(),
+            ),
+            trace_fields: Default::default(),
+            query: Default::default(),
+        },
         version: "test",
     };
     Env {

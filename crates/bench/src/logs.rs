@@ -301,6 +301,7 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
         prometheus_bin: PathBuf::new(),
         startup_timeout: Duration::from_secs(120),
         keep_data: args.keep_data,
+        extra_args: Vec::new(),
     };
     let mut result = LogsResult {
         started_at,

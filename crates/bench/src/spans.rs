@@ -364,6 +364,7 @@ pub async fn run(args: SpansArgs) -> anyhow::Result<()> {
         prometheus_bin: PathBuf::new(),
         startup_timeout: Duration::from_secs(args.startup_timeout),
         keep_data: args.keep_data,
+        extra_args: Vec::new(),
     };
     eprintln!("building {} spans …", si(args.spans as f64));
     let a = args.clone();

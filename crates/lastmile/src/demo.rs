@@ -1,6 +1,6 @@
-//! Drives the demo fleet: backfills the last hour of metrics, traces and span metrics,
-//! then writes a scrape and the interval's traces every interval, through the same write
-//! paths remote write and OTLP use.
+//! Drives the demo fleet: backfills the last hour of metrics, traces (with their log
+//! lines) and span metrics, then writes a scrape and the interval's traces every
+//! interval, through the same write paths remote write, OTLP and Loki push use.
 
 use std::time::Duration;
 
@@ -22,7 +22,8 @@ pub struct Demo {
     t: i64,
 }
 
-/// One interval ending at `t`: the scrape and the traces that started in it; when
+/// One interval ending at `t`: the scrape and the traces that started in it, with their
+/// log lines; when
 /// backfilling, also span metrics as of `t` (live, the server writes them itself).
 async fn step(state: &AppState, demo: &mut Demo, t: i64, backfill: bool) -> Result<u64, String> {
     let outcome = state
@@ -30,10 +31,15 @@ async fn step(state: &AppState, demo: &mut Demo, t: i64, backfill: bool) -> Resu
         .write(&demo.fleet.scrape(t))
         .await
         .map_err(|e| e.to_string())?;
-    let (spans, _logs) = demo.traces.generate(demo.t, t);
+    let (spans, logs) = demo.traces.generate(demo.t, t);
     lastmile_api::spans::ingest_spans(state, &spans)
         .await
         .map_err(|e| e.to_string())?;
+    if !logs.streams.is_empty() {
+        lastmile_api::loki::store_logs(state, logs)
+            .await
+            .map_err(|e| e.1)?;
+    }
     if backfill {
         lastmile_api::spans::write_span_metrics(state, t).await?;
     }
