@@ -18,7 +18,7 @@ fuzz="$root/fuzz"
 cd "$root"
 
 FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
-FUZZ_TARGETS="${FUZZ_TARGETS:-remote_write_decode remote_write_body wal_frames wal_record chunk_decode promql_query}"
+FUZZ_TARGETS="${FUZZ_TARGETS:-remote_write_decode remote_write_body wal_frames wal_record chunk_decode promql_query span_record go_binary loki_push_decode loki_push_body logql_query otlp_protobuf otlp_json rules_file}"
 # Targets fuzzed at once: both cores on CI (which has the machine to itself), one
 # elsewhere (a shared development machine).
 if [[ ${CI:-} == true ]]; then

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite of a fresh clone, in one command:
-#   deps (Debian packages) -> rustfmt -> clippy -> cargo test -> fuzz smoke (if present)
+#   deps (Debian packages) -> rustfmt -> clippy -> cargo test -> UI in Chromium -> fuzz smoke
 # Stops at the first failure. CI runs it through .ci/run.
 #
 # Tests build in the dev profile (dependencies at opt-level 1, see Cargo.toml): on two
@@ -48,6 +48,10 @@ took "test build"
 STEP_START=$(date +%s)
 cargo test --workspace
 took "tests"
+
+section "web UI end-to-end (Chromium + playwright-core)"
+"$ROOT/scripts/ui-e2e.sh"
+took "ui e2e"
 
 # ---- fuzz smoke --------------------------------------------------------------------
 # Owned by the fuzzing work: scripts/fuzz-smoke.sh, when it exists, runs each fuzz target

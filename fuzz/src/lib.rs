@@ -7,19 +7,33 @@
 
 pub mod alloc_meter;
 pub mod chunk;
+pub mod otlp;
+pub mod go_binary;
+pub mod logql;
+pub mod loki;
 pub mod promql;
 pub mod remote_write;
+pub mod rules;
 pub mod seeds;
+pub mod spans;
 pub mod wal;
 
 /// Names of the fuzz targets, as in `Cargo.toml` and the `seeds/` and `regressions/` folders.
-pub const TARGETS: [&str; 6] = [
+pub const TARGETS: [&str; 14] = [
     "remote_write_decode",
     "remote_write_body",
     "wal_frames",
     "wal_record",
     "chunk_decode",
     "promql_query",
+    "otlp_protobuf",
+    "otlp_json",
+    "span_record",
+    "go_binary",
+    "loki_push_decode",
+    "loki_push_body",
+    "logql_query",
+    "rules_file",
 ];
 
 /// Runs the harness of `target` on one input.
@@ -31,6 +45,14 @@ pub fn run(target: &str, data: &[u8]) {
         "wal_record" => wal::record(data),
         "chunk_decode" => chunk::decode(data),
         "promql_query" => promql::query(data),
+        "otlp_protobuf" => otlp::protobuf(data),
+        "otlp_json" => otlp::json(data),
+        "span_record" => spans::record(data),
+        "go_binary" => go_binary::parse(data),
+        "loki_push_decode" => loki::decode(data),
+        "loki_push_body" => loki::body(data),
+        "logql_query" => logql::query(data),
+        "rules_file" => rules::file(data),
         _ => panic!("unknown fuzz target {target:?}"),
     }
 }

@@ -224,6 +224,9 @@ fn chunk_recipe() -> Vec<u8> {
 /// Every seed, valid for its target.
 pub fn all(scratch: &Path) -> Vec<Seed> {
     let mut seeds: Vec<Seed> = Vec::new();
+    seeds.extend(crate::otlp::seeds());
+    seeds.push(("go_binary", "pclntab".into(), crate::go_binary::seed_table()));
+    seeds.push(("go_binary", "buildinfo".into(), crate::go_binary::seed_build_info()));
     let (basic, full, unusual) = (basic_request(), full_request(), unusual_fields_request());
     for (name, req) in [
         ("basic", &basic),
@@ -312,5 +315,154 @@ pub fn all(scratch: &Path) -> Vec<Seed> {
     ] {
         seeds.push(("promql_query", name.into(), q.as_bytes().to_vec()));
     }
+    // Span records: a few seconds of the demo fleet's traces (nested spans, errors,
+    // several resources), encoded as the span store's WAL writes them.
+    let (spans, _) = lastmile_receivers::demo_traces::DemoTraces::new(3)
+        .generate(1_700_000_000_000, 1_700_000_003_000);
+    let mut record = Vec::new();
+    lastmile_trace_store::codec::put_batch(&mut record, &spans);
+    seeds.push(("span_record", "demo_three_seconds".into(), record));
+    // Rules files: every section, and the tests that go with them.
+    seeds.push((
+        "rules_file",
+        "every_section.yml".into(),
+        RULES_SEED.as_bytes().to_vec(),
+    ));
+    seeds.extend(loki_seeds());
     seeds
+}
+
+/// A rules file using every section (the README's example, in short).
+const RULES_SEED: &str = r#"metric_relabel_configs:
+  - source_labels: [__name__]
+    regex: debug_.*
+    action: drop
+  - source_labels: [instance]
+    regex: '([^:]+):\d+'
+    target_label: host
+  - source_labels: [instance]
+    target_label: shard
+    modulus: 4
+    action: hashmod
+inherit:
+  resource_attributes: [service.version]
+  static:
+    - source: '{job="api"}'
+      labels: {tenant_id: acme}
+cardinality:
+  max_series: 3
+  max_series_per_metric: 2
+  metric_budgets: {up: 1}
+  deny_labels: [user_id]
+  allow_labels: {http_requests_total: [method, path]}
+  path_templates:
+    - regex: '/orders/[A-Z]+-\d+'
+      replacement: '/orders/{order}'
+naming:
+  mode: reject
+  match: '{job="api"}'
+  namespaces: [http, up, latency]
+  histogram_buckets: {latency_ms: [0.1, 0.5, 1]}
+tail_sampling:
+  decision_wait: 2s
+  max_traces: 10
+  policies:
+    - name: errors
+      status: error
+    - name: server-errors
+      http_status: 5xx
+    - name: slow
+      latency_over: 2s
+    - name: health
+      attributes: {http.route: /healthz}
+      keep: 0.001
+    - name: rest
+      adaptive: {spans_per_second: 10}
+log_rules:
+  - match: '{app="nginx"}'
+    line: healthz
+    action: sample
+    keep: 0.5
+  - action: drop
+    line: DEBUG
+canary: {fraction: 0.5}
+tests:
+  - name: host
+    series: 'up{instance="db:9100", job="x"}'
+    expect: 'up{host="db", instance="db:9100", job="x", shard="0"}'
+  - name: errors
+    spans: [{name: "GET /", status: error, duration: 5ms, attributes: {code: 500}}]
+    expect: keep
+    policy: errors
+  - name: logs
+    log: {stream: '{app="api"}', line: "DEBUG x"}
+    expect: drop
+"#;
+
+/// Loki push bodies (made with lastmile's encoders) and LogQL queries.
+pub fn loki_seeds() -> Vec<Seed> {
+    use lastmile_model::{Labels, LogBatch, LogEntry, LogStream};
+    use lastmile_receivers::loki::{encode_push_json, encode_push_proto};
+    let mut e = LogEntry::new(1_700_000_000_123_456_789, "level=info msg=\"hi\" trace_id=4bf92f3577b34da6a3ce929d0e0e4736");
+    e.metadata = vec![("user".into(), "u1".into())];
+    let batch = LogBatch {
+        streams: vec![
+            LogStream {
+                labels: Labels::from_pairs([("job", "api"), ("path", "a\"b")]),
+                entries: vec![e, LogEntry::new(-5, "")],
+            },
+            LogStream {
+                labels: Labels::from_pairs([("job", "db")]),
+                entries: vec![LogEntry::new(0, "{\"k\":1}")],
+            },
+        ],
+    };
+    let json = encode_push_json(&batch);
+    let proto = encode_push_proto(&batch);
+    let with = |sel: u8, body: &[u8]| {
+        let mut v = vec![sel];
+        v.extend_from_slice(body);
+        v
+    };
+    let gzip = |b: &[u8]| {
+        // A stored (uncompressed) gzip member: header, deflate stored block, CRC, size.
+        let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff, 1];
+        out.extend_from_slice(&(b.len() as u16).to_le_bytes());
+        out.extend_from_slice(&(!(b.len() as u16)).to_le_bytes());
+        out.extend_from_slice(b);
+        out.extend_from_slice(&crc32(b).to_le_bytes());
+        out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+        out
+    };
+    let snappy = snap::raw::Encoder::new().compress_vec(&proto).expect("snappy");
+    let mut seeds: Vec<Seed> = vec![
+        ("loki_push_decode", "json".into(), with(0, &json)),
+        ("loki_push_decode", "proto".into(), with(1, &proto)),
+        ("loki_push_body", "json".into(), with(0, &json)),
+        ("loki_push_body", "snappy_proto".into(), with(1, &snappy)),
+        ("loki_push_body", "gzip_json".into(), with(2, &gzip(&json))),
+        ("loki_push_body", "gzip_snappy_proto".into(), with(3, &gzip(&snappy))),
+    ];
+    for (name, q) in [
+        ("selector", r#"{app="api"} |= "error" != "x" |~ "e.r""#),
+        ("json", r#"{app=~"a.*|web"} | json | status >= 500 or level="info" | keep level"#),
+        ("logfmt", r#"{env="prod"} | logfmt | dur > 1s and size < 2KB | line_format "{{.level | upper}} {{ default \"-\" .msg }}""#),
+        ("metric", r#"sum by (app) (rate({env=~".+"} | logfmt | __error__="" [1m] offset 10s))"#),
+        ("topk", r#"topk(2, bytes_over_time({app="api"} | json user_id="user.id" [5m]))"#),
+    ] {
+        seeds.push(("logql_query", name.into(), q.as_bytes().to_vec()));
+    }
+    seeds
+}
+
+/// CRC-32 (IEEE) for the gzip trailer of a seed.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
 }

@@ -52,6 +52,30 @@ fn fresh_seeds_are_valid() {
                 head.replay_frame(data, &mut aliases)
                     .unwrap_or_else(|e| panic!("{name}: {e}"));
             }
+            "otlp_protobuf" | "otlp_json" => {
+                let n = lastmile_fuzz::otlp::seed_items(*target == "otlp_json", data)
+                    .unwrap_or_else(|e| panic!("{target}/{name}: {e}"));
+                assert!(n >= 1, "{target}/{name}: no items");
+            }
+            "span_record" => {
+                let batch = lastmile_trace_store::codec::get_batch(
+                    &mut lastmile_store::codec::Decoder::new(data),
+                )
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert!(batch.span_count() > 0, "{name}: no spans");
+            "go_binary" => {
+                let table = lastmile_ebpf::pclntab::functions(data, None).map(|f| f.len());
+                let info = lastmile_ebpf::gobin::build_info_version(data);
+                assert!(table == Ok(2) || info.is_ok(), "{name}: neither a table nor build info");
+            }
+            "rules_file" => {
+                let text = std::str::from_utf8(data).unwrap().to_string();
+                lastmile_rules::Rules::from_sources(vec![lastmile_rules::RulesSource::rules_file(
+                    name.as_str(),
+                    text,
+                )])
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
             "promql_query" => {
                 let q = std::str::from_utf8(data).unwrap();
                 lastmile_query::promql::parse(q).unwrap_or_else(|e| panic!("{name}: {e}"));

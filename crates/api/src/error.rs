@@ -83,6 +83,42 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// An error on a non-Prometheus path (Tempo, Loki, OTLP, lastmile's own): a status and a
+/// plain-text message, as those APIs answer.
+#[derive(Debug)]
+pub struct PlainError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl PlainError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        PlainError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        PlainError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        PlainError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+}
+
+impl IntoResponse for PlainError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(status = self.status.as_u16(), error = %self.message, "request failed");
+        }
+        let mut body = self.message;
+        body.push('\n');
+        (self.status, body).into_response()
+    }
+}
+
 pub async fn not_found(uri: Uri) -> ApiError {
     ApiError::NotFound(format!("no such endpoint: {}", uri.path()))
 }

@@ -101,12 +101,31 @@ pub async fn metadata(State(st): State<AppState>, p: Params) -> Result<Response,
     Ok(success(out))
 }
 
+/// Prometheus's TSDB status, plus the cardinality explorer: series per value of a
+/// `focusLabel` (VictoriaMetrics's parameter name), and from the cardinality guard the
+/// series per metric and their growth over the last hour, and which rule is limiting
+/// what.
 pub async fn tsdb_status(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
     let limit = p.usize("limit")?.unwrap_or(10);
+    let focus = p
+        .get("focusLabel")
+        .filter(|f| !f.is_empty())
+        .map(str::to_owned);
+    if let Some(f) = &focus
+        && !is_label_name(f)
+    {
+        return Err(ApiError::BadData(format!("invalid focusLabel: {f:?}")));
+    }
     let db = st.db.clone();
-    let s = tokio::task::spawn_blocking(move || db.status(limit))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let rules = st.rules.clone();
+    let (s, focus_counts, explorer) = tokio::task::spawn_blocking(move || {
+        let focus_counts = focus
+            .as_deref()
+            .map(|f| db.series_count_by_label_value(f, limit));
+        (db.status(limit), focus_counts, rules.explorer(limit))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
     let pairs = |v: &[(String, u64)]| -> Vec<Value> {
         v.iter()
             .map(|(n, c)| json!({"name": n, "value": c}))
@@ -126,6 +145,8 @@ pub async fn tsdb_status(State(st): State<AppState>, p: Params) -> Result<Respon
         "labelValueCountByLabelName": pairs(&c.label_value_count_by_label_name),
         "memoryInBytesByLabelName": pairs(&c.memory_in_bytes_by_label_name),
         "seriesCountByLabelValuePair": pairs(&c.series_count_by_label_value_pair),
+        "seriesCountByFocusLabelValue": focus_counts.as_deref().map(pairs),
+        "cardinalityGuard": explorer,
         "blocks": s.blocks,
     })))
 }

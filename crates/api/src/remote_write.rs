@@ -17,6 +17,9 @@ use serde_json::json;
 
 use crate::{ApiError, AppState};
 
+/// Names the rule version that handled a request (`7`, or `7;canary=8`).
+pub const RULES_VERSION_HEADER: &str = "X-Lastmile-Rules-Version";
+
 /// Why a request was refused, as counted in `lastmile_remote_write_rejected_requests_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RejectReason {
@@ -119,8 +122,10 @@ async fn write(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Respons
     })?;
     st.metrics
         .remote_write_received(body.len() as u64, batch.num_samples() as u64);
+    // One version of the rules for the whole request, even if a reload lands meanwhile.
+    let rules = st.rules.current();
     let arena = lastmile_rules::StringArena::new();
-    let (batch, ruled) = st.rules.apply(batch, &arena);
+    let (batch, ruled) = rules.apply_metrics(batch, &arena);
     st.metrics.rules_applied(&ruled);
     let outcome = st
         .db
@@ -128,12 +133,18 @@ async fn write(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Respons
         .await
         .map_err(|e| (RejectReason::Unavailable, ApiError::from(e)))?;
     let written = outcome.samples.to_string();
-    let rejected =
-        outcome.rejected() + outcome.exemplars_rejected + unsupported.native_histograms as u64;
+    let version = rules.version_label();
+    let rejected = outcome.rejected()
+        + outcome.exemplars_rejected
+        + unsupported.native_histograms as u64
+        + ruled.samples_refused();
     if rejected == 0 {
         return Ok((
             StatusCode::NO_CONTENT,
-            [("X-Prometheus-Remote-Write-Samples-Written", written)],
+            [
+                ("X-Prometheus-Remote-Write-Samples-Written", written),
+                (RULES_VERSION_HEADER, version),
+            ],
         )
             .into_response());
     }
@@ -149,13 +160,21 @@ async fn write(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Respons
                 "tooFarInFuture": outcome.too_far_in_future,
                 "exemplars": outcome.exemplars_rejected,
                 "nativeHistograms": unsupported.native_histograms,
+                "seriesBudget": ruled.samples_overflow,
+                "namingContract": ruled.samples_rejected_naming,
             }
         },
-        "warnings": rejection_warnings(&outcome, unsupported.native_histograms),
+        "warnings": rejection_warnings(&outcome, unsupported.native_histograms)
+            .into_iter()
+            .chain(ruled.warnings())
+            .collect::<Vec<_>>(),
     });
     Ok((
         StatusCode::OK,
-        [("X-Prometheus-Remote-Write-Samples-Written", written)],
+        [
+            ("X-Prometheus-Remote-Write-Samples-Written", written),
+            (RULES_VERSION_HEADER, version),
+        ],
         axum::Json(body),
     )
         .into_response())

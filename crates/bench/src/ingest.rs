@@ -59,6 +59,7 @@ async fn run_all(args: IngestArgs) -> anyhow::Result<()> {
         prometheus_bin: args.prometheus_bin.clone(),
         startup_timeout: Duration::from_secs(args.startup_timeout),
         keep_data: args.keep_data,
+        extra_args: Vec::new(),
     };
 
     // Resolve the binaries; a missing peer is skipped with a clear message.

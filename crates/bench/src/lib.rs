@@ -15,12 +15,17 @@ use clap::Args;
 pub mod fleet;
 pub mod ingest;
 pub mod load;
+pub mod logs;
 pub mod measure;
 pub mod query;
 pub mod report;
+pub mod rules;
 pub mod servers;
+pub mod spans;
 
+pub use logs::LogsArgs;
 pub use servers::ServerKind;
+pub use spans::SpansArgs;
 
 /// Flags of `lastmile bench ingest`.
 #[derive(Args, Debug, Clone)]
@@ -155,12 +160,18 @@ pub struct IngestArgs {
 pub enum BenchCommand {
     Ingest(IngestArgs),
     Query(query::QueryArgs),
+    Rules(rules::RulesBenchArgs),
+    Spans(SpansArgs),
+    Logs(LogsArgs),
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Ingest(args) => ingest::run(args).await,
         BenchCommand::Query(args) => query::run(args).await,
+        BenchCommand::Rules(args) => rules::run(args).await,
+        BenchCommand::Spans(args) => spans::run(args).await,
+        BenchCommand::Logs(args) => logs::run(args).await,
     }
 }
 

@@ -63,6 +63,9 @@ pub struct StartOptions {
     pub prometheus_bin: PathBuf,
     pub startup_timeout: Duration,
     pub keep_data: bool,
+    /// More command-line flags for every server started (e.g. VictoriaMetrics's
+    /// `-maxHourlySeries`).
+    pub extra_args: Vec<String>,
 }
 
 impl StartOptions {
@@ -301,6 +304,7 @@ impl Server {
                     .arg("--web.enable-admin-api");
             }
         }
+        cmd.args(&opts.extra_args);
         let log = File::create(&log_path)?;
         // lastmile's stderr is read (for the address line) and copied to the log; the
         // peers write straight into the log.
@@ -594,6 +598,13 @@ impl Server {
             settle_secs: settle_started.elapsed().as_secs_f64(),
             data_dir_bytes,
         })
+    }
+
+    /// Kills the process now (SIGKILL) but keeps its directory until the guard drops, so
+    /// its data can be read afterwards.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// The server's temporary directory (data and log).

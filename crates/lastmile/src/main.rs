@@ -3,7 +3,9 @@
 mod cli;
 mod config;
 mod demo;
+mod go_runtime;
 mod query_cmd;
+mod rules_cmd;
 mod serve;
 
 use clap::Parser;
@@ -13,7 +15,14 @@ fn main() -> std::process::ExitCode {
     match cli.command {
         cli::Command::Serve(args) => run(serve::run(args), &cli.log),
         cli::Command::Query(args) => run(query_cmd::run(args), &cli.log),
-        cli::Command::Bench(args) => run(lastmile_bench::run(args.into()), &cli.log),
+        cli::Command::Bench(args) => match args.kind.into_command() {
+            Ok(cmd) => run(lastmile_bench::run(cmd), &cli.log),
+            Err(go) => run(lastmile_ebpf::bench::run(go), &cli.log),
+        },
+        cli::Command::GoRuntime(args) => match args.command {
+            cli::GoRuntimeCommand::Attach(a) => run(lastmile_ebpf::cli::run_attach(a), &cli.log),
+        },
+        cli::Command::Rules(args) => rules_cmd::run(args),
     }
 }
 

@@ -39,6 +39,18 @@ pub enum BatchError {
     DuplicateLabel { series: usize, name: String },
 }
 
+/// A series with owned strings, for data lastmile derives itself (span metrics, OTLP
+/// conversions, runtime probes); [`WriteBatch::from_owned`] borrows a batch from it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OwnedSeries {
+    pub labels: Vec<(String, String)>,
+    pub samples: Vec<Sample>,
+    pub exemplars: Vec<OwnedExemplar>,
+}
+
+/// An exemplar's labels (e.g. `trace_id`), time and value.
+pub type OwnedExemplar = (Vec<(String, String)>, i64, f64);
+
 /// OpenMetrics caps an exemplar's label set at 128 UTF-8 characters.
 pub const MAX_EXEMPLAR_LABELS_CHARS: usize = 128;
 
@@ -160,6 +172,30 @@ impl<'a> WriteBatch<'a> {
             hash,
         });
         Ok(())
+    }
+
+    /// A batch borrowing from owned series; a series the batch rules refuse (no name,
+    /// duplicate label) is an error naming it.
+    pub fn from_owned(series: &'a [OwnedSeries]) -> Result<Self, BatchError> {
+        let samples = series.iter().map(|s| s.samples.len()).sum();
+        let mut b = WriteBatch::with_capacity(series.len(), samples);
+        let mut ex_labels = Vec::new();
+        for s in series {
+            b.begin_series();
+            for (n, v) in &s.labels {
+                b.push_label(n, v);
+            }
+            for smp in &s.samples {
+                b.push_sample(smp.t, smp.v);
+            }
+            for (labels, t, v) in &s.exemplars {
+                ex_labels.clear();
+                ex_labels.extend(labels.iter().map(|(name, value)| LabelRef { name, value }));
+                b.push_exemplar(&ex_labels, *t, *v);
+            }
+            b.finish_series()?;
+        }
+        Ok(b)
     }
 
     pub fn series_labels(&self, s: &SeriesInput) -> &[LabelRef<'a>] {

@@ -64,6 +64,58 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     Ok(Duration::from_millis(total))
 }
 
+/// Parses a duration in Go's `time.ParseDuration` format, which Tempo's and Loki's APIs
+/// use: decimal numbers with units `ns`, `us`/`µs`, `ms`, `s`, `m`, `h`, in any order
+/// (`1.5s`, `100ms`, `1h30m`, `2h45m30.5s`). `"0"` is accepted; negatives are not.
+pub fn parse_go_duration(input: &str) -> Result<Duration, DurationError> {
+    let err = |reason| DurationError {
+        input: input.to_owned(),
+        reason,
+    };
+    let s = input.strip_prefix('+').unwrap_or(input);
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if s.is_empty() {
+        return Err(err("empty"));
+    }
+    if s.starts_with('-') {
+        return Err(err("negative"));
+    }
+    const GO_UNITS: [(&str, f64); 7] = [
+        ("ns", 1.0),
+        ("us", 1e3),
+        ("µs", 1e3),
+        ("ms", 1e6),
+        ("s", 1e9),
+        ("m", 60e9),
+        ("h", 3600e9),
+    ];
+    let mut rest = s;
+    let mut nanos = 0f64;
+    while !rest.is_empty() {
+        let len = rest
+            .bytes()
+            .take_while(|b| b.is_ascii_digit() || *b == b'.')
+            .count();
+        let n: f64 = rest[..len]
+            .parse()
+            .map_err(|_| err("a number must precede each unit"))?;
+        rest = &rest[len..];
+        let (unit, scale) = GO_UNITS
+            .iter()
+            .filter(|(u, _)| rest.starts_with(u))
+            .max_by_key(|(u, _)| u.len())
+            .ok_or_else(|| err("unknown unit (ns, us, ms, s, m, h)"))?;
+        rest = &rest[unit.len()..];
+        nanos += n * scale;
+    }
+    if !nanos.is_finite() || nanos > u64::MAX as f64 {
+        return Err(err("duration too large"));
+    }
+    Ok(Duration::from_nanos(nanos.round() as u64))
+}
+
 /// Formats a duration the way Prometheus prints it (`1h30m`, `15d`, `0s`).
 pub fn format_duration(d: Duration) -> String {
     let mut ms = d.as_millis() as u64;
@@ -113,5 +165,22 @@ mod tests {
         }
         // Prometheus prints whole weeks as weeks.
         assert_eq!(format_duration(parse_duration("15d").unwrap()), "2w1d");
+    }
+
+    #[test]
+    fn parses_go_durations() {
+        let ms = |v: u64| Duration::from_millis(v);
+        assert_eq!(parse_go_duration("1.5s").unwrap(), ms(1500));
+        assert_eq!(parse_go_duration("100ms").unwrap(), ms(100));
+        assert_eq!(parse_go_duration("1h30m").unwrap(), ms(5_400_000));
+        assert_eq!(
+            parse_go_duration("250us").unwrap(),
+            Duration::from_micros(250)
+        );
+        assert_eq!(parse_go_duration("7ns").unwrap(), Duration::from_nanos(7));
+        assert_eq!(parse_go_duration("0").unwrap(), Duration::ZERO);
+        for bad in ["", "1", "1x", "-1s", "s", "1e400s", ".s"] {
+            assert!(parse_go_duration(bad).is_err(), "{bad} should fail");
+        }
     }
 }

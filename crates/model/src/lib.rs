@@ -9,6 +9,7 @@ pub mod batch;
 pub mod duration;
 pub mod labels;
 pub mod log;
+pub mod logfmt;
 pub mod matcher;
 pub mod metadata;
 pub mod sample;
@@ -16,7 +17,7 @@ pub mod time;
 pub mod trace;
 pub mod trace_id;
 
-pub use batch::{BatchError, ExemplarInput, SeriesInput, WriteBatch};
+pub use batch::{BatchError, ExemplarInput, OwnedSeries, SeriesInput, WriteBatch};
 pub use labels::{Label, LabelRef, Labels, METRIC_NAME, hash_labels};
 pub use log::{LogBatch, LogEntry, LogStream};
 pub use matcher::{MatchOp, Matcher, MatcherError};

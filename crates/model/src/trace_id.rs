@@ -166,9 +166,28 @@ pub fn from_hex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// Standard or URL-safe base64, with or without padding. Hand-written: ids are the only
-/// base64 lastmile reads, and twenty lines beat a dependency.
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
+/// Standard base64 with padding (OTLP/JSON's `bytesValue`).
+pub fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let mut acc = [0u8; 3];
+        acc[..chunk.len()].copy_from_slice(chunk);
+        let v = u32::from_be_bytes([0, acc[0], acc[1], acc[2]]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((v >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Standard or URL-safe base64, with or without padding. Hand-written: ids and OTLP's
+/// `bytesValue` are the only base64 lastmile handles, and forty lines beat a dependency.
+pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
     let s = s.trim_end_matches('=');
     if s.is_empty() || s.len() % 4 == 1 {
         return None;
@@ -237,6 +256,18 @@ mod tests {
             SpanId::parse_any("00f067aa0ba902b7").unwrap().to_hex(),
             "00f067aa0ba902b7"
         );
+    }
+
+    #[test]
+    fn base64_round_trips() {
+        for n in 0..20u8 {
+            let bytes: Vec<u8> = (0..n).map(|i| i.wrapping_mul(37)).collect();
+            let enc = base64_encode(&bytes);
+            assert_eq!(enc.len() % 4, 0);
+            let back = base64_decode(&enc).unwrap_or_default();
+            assert_eq!(back, bytes, "{enc}");
+        }
+        assert_eq!(base64_encode(b"foob"), "Zm9vYg==");
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! Today: series selectors (`match[]`), series, label names and values, exemplars and a
 //! raw export. The PromQL engine will live here too.
 
+pub mod correlate;
 mod error;
+pub mod logql;
 pub mod metadata_queries;
 pub mod promql;
 pub mod selector;

@@ -73,11 +73,203 @@ pub enum RelabelError {
 pub struct RelabelRule {
     source_labels: Vec<String>,
     separator: String,
-    target_label: String,
-    regex: Regex,
+    regex: Pattern,
     modulus: u64,
-    replacement: String,
+    /// `target_label` and `replacement` as Go's `Regexp.Expand` reads them.
+    target: Template,
+    replacement: Template,
+    /// The replacement is exactly `$1` and the regex `(.*)`: the value passes unchanged.
+    copies_value: bool,
     action: RelabelAction,
+}
+
+/// A relabel regex, anchored as Prometheus anchors it, with shortcuts for the shapes most
+/// configs use (`.*`, `.+`, literals, alternations of literals, `prefix.*`): they decide
+/// a match without running the regex engine. `.` does not match a newline in Go's RE2 nor
+/// in Rust's regex, so the shortcuts refuse values holding one, as the regex would.
+#[derive(Clone, Debug)]
+struct Pattern {
+    regex: Regex,
+    fast: Fast,
+}
+
+#[derive(Clone, Debug)]
+enum Fast {
+    Any,
+    NonEmpty,
+    Literal(String),
+    OneOf(Vec<String>),
+    Prefix(String),
+    Regex,
+}
+
+fn is_plain(s: &str) -> bool {
+    !s.chars().any(|c| "\\.+*?()[]{}^$|".contains(c))
+}
+
+impl Pattern {
+    fn new(src: &str) -> Result<Pattern, regex::Error> {
+        let regex = Regex::new(&format!("^(?:{src})$"))?;
+        let fast = match src {
+            ".*" | "(.*)" => Fast::Any,
+            ".+" | "(.+)" => Fast::NonEmpty,
+            s if is_plain(s) => Fast::Literal(s.to_owned()),
+            s if s.split('|').all(is_plain) => {
+                Fast::OneOf(s.split('|').map(str::to_owned).collect())
+            }
+            s if s.ends_with(".*") && is_plain(&s[..s.len() - 2]) => {
+                Fast::Prefix(s[..s.len() - 2].to_owned())
+            }
+            _ => Fast::Regex,
+        };
+        Ok(Pattern { regex, fast })
+    }
+
+    #[inline]
+    fn is_match(&self, s: &str) -> bool {
+        match &self.fast {
+            Fast::Any => !s.contains('\n'),
+            Fast::NonEmpty => !s.is_empty() && !s.contains('\n'),
+            Fast::Literal(l) => s == l,
+            Fast::OneOf(v) => v.iter().any(|l| l == s),
+            Fast::Prefix(p) => s.starts_with(p.as_str()) && !s[p.len()..].contains('\n'),
+            Fast::Regex => self.regex.is_match(s),
+        }
+    }
+}
+
+/// A replacement (or target label) template, parsed once the way Go's
+/// `regexp.Regexp.Expand` reads it: `$name` / `${name}` with the longest name of letters,
+/// digits and `_`; a number without a leading zero is a group index, anything else a group
+/// name; `$$` is a `$`; a `$` that starts no reference is kept as text; a reference to a
+/// group that did not take part, or does not exist, expands to nothing.
+#[derive(Clone, Debug, PartialEq)]
+struct Template {
+    parts: Vec<Part>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Part {
+    Text(String),
+    /// A group index (`None`: a name the regex does not have).
+    Group(Option<usize>),
+}
+
+impl Template {
+    fn parse(t: &str, re: &Regex) -> Template {
+        let mut parts = Vec::new();
+        let mut text = String::new();
+        let mut rest = t;
+        while let Some(at) = rest.find('$') {
+            text.push_str(&rest[..at]);
+            rest = &rest[at + 1..];
+            if let Some(r) = rest.strip_prefix('$') {
+                text.push('$');
+                rest = r;
+                continue;
+            }
+            match extract(rest) {
+                Some((name, num, after)) => {
+                    if !text.is_empty() {
+                        parts.push(Part::Text(std::mem::take(&mut text)));
+                    }
+                    let group = match num {
+                        Some(n) => Some(n),
+                        None => re.capture_names().position(|n| n == Some(name)),
+                    };
+                    parts.push(Part::Group(group));
+                    rest = after;
+                }
+                None => text.push('$'),
+            }
+        }
+        text.push_str(rest);
+        if !text.is_empty() {
+            parts.push(Part::Text(text));
+        }
+        Template { parts }
+    }
+
+    /// The text, when the template holds no reference.
+    fn constant(&self) -> Option<&str> {
+        match self.parts.as_slice() {
+            [] => Some(""),
+            [Part::Text(t)] => Some(t),
+            _ => None,
+        }
+    }
+
+    fn expand(&self, hay: &str, locs: &regex::CaptureLocations, out: &mut String) {
+        for p in &self.parts {
+            match p {
+                Part::Text(t) => out.push_str(t),
+                Part::Group(Some(i)) => {
+                    if let Some((a, b)) = locs.get(*i) {
+                        out.push_str(&hay[a..b]);
+                    }
+                }
+                Part::Group(None) => {}
+            }
+        }
+    }
+}
+
+/// Go's `extract`: the reference after a `$` — its name, its index if numeric, and the
+/// rest of the template.
+fn extract(s: &str) -> Option<(&str, Option<usize>, &str)> {
+    let (brace, body) = match s.strip_prefix('{') {
+        Some(b) => (true, b),
+        None => (false, s),
+    };
+    let end = body
+        .char_indices()
+        .find(|(_, c)| !(c.is_alphabetic() || c.is_numeric() || *c == '_'))
+        .map_or(body.len(), |(i, _)| i);
+    if end == 0 {
+        return None;
+    }
+    let name = &body[..end];
+    let mut rest = &body[end..];
+    if brace {
+        rest = rest.strip_prefix('}')?;
+    }
+    let num = if name.bytes().all(|b| b.is_ascii_digit())
+        && !(name.len() > 1 && name.starts_with('0'))
+        && name.len() <= 8
+    {
+        name.parse().ok()
+    } else {
+        None
+    };
+    Some((name, num, rest))
+}
+
+/// Per-batch working memory of a list of rules: capture slots per rule, a buffer for
+/// joined source values, and the last hashmod input and result per rule (a batch's series
+/// arrive grouped by target, so most hashmods repeat).
+pub struct Scratch {
+    val: String,
+    per_rule: Vec<RuleScratch>,
+}
+
+struct RuleScratch {
+    locs: regex::CaptureLocations,
+    last_hash: Option<(String, String)>,
+}
+
+impl Scratch {
+    pub fn new(rules: &[RelabelRule]) -> Scratch {
+        Scratch {
+            val: String::new(),
+            per_rule: rules
+                .iter()
+                .map(|r| RuleScratch {
+                    locs: r.regex.regex.capture_locations(),
+                    last_hash: None,
+                })
+                .collect(),
+        }
+    }
 }
 
 fn action_name(a: RelabelAction) -> &'static str {
@@ -110,12 +302,11 @@ impl RelabelConfig {
     /// `index` numbers the step in messages.
     pub fn compile(&self, index: usize) -> Result<RelabelRule, RelabelError> {
         use RelabelAction::*;
-        let regex =
-            Regex::new(&format!("^(?:{})$", self.regex)).map_err(|e| RelabelError::Regex {
-                index,
-                regex: self.regex.clone(),
-                reason: e.to_string(),
-            })?;
+        let regex = Pattern::new(&self.regex).map_err(|e| RelabelError::Regex {
+            index,
+            regex: self.regex.clone(),
+            reason: e.to_string(),
+        })?;
         let action = self.action;
         let target = self.target_label.clone().unwrap_or_default();
         let needs_target = matches!(
@@ -167,13 +358,18 @@ impl RelabelConfig {
                 ),
             });
         }
+        let target_t = Template::parse(&target, &regex.regex);
+        let replacement = Template::parse(&self.replacement, &regex.regex);
+        let copies_value =
+            matches!(self.regex.as_str(), "(.*)") && replacement.parts == [Part::Group(Some(1))];
         Ok(RelabelRule {
             source_labels: self.source_labels.clone(),
             separator: self.separator.clone(),
-            target_label: target,
             regex,
             modulus: self.modulus.unwrap_or(0),
-            replacement: self.replacement.clone(),
+            target: target_t,
+            replacement,
+            copies_value,
             action,
         })
     }
@@ -194,78 +390,163 @@ fn set(labels: &mut Pairs, name: &str, value: String) {
         Ok(i) if value.is_empty() => {
             labels.remove(i);
         }
+        Ok(i) if labels[i].1 == value => {}
         Ok(i) => labels[i].1 = value,
         Err(_) if value.is_empty() => {}
         Err(i) => labels.insert(i, (name.to_owned(), value)),
     }
 }
 
+fn target_name(t: &Template) -> &str {
+    t.constant().unwrap_or("")
+}
+
 impl RelabelRule {
     /// Applies the step; `false` means the series is dropped.
     pub fn apply(&self, labels: &mut Pairs) -> bool {
+        let mut scratch = Scratch::new(std::slice::from_ref(self));
+        self.apply_with(labels, &mut scratch, 0)
+    }
+
+    /// Applies the step with the working memory of rule number `i` of `scratch`.
+    pub fn apply_with(&self, labels: &mut Pairs, scratch: &mut Scratch, i: usize) -> bool {
         use RelabelAction::*;
-        let val = self
-            .source_labels
-            .iter()
-            .map(|n| get(labels, n))
-            .collect::<Vec<_>>()
-            .join(&self.separator);
-        match self.action {
-            Drop => return !self.regex.is_match(&val),
-            Keep => return self.regex.is_match(&val),
-            DropEqual => return get(labels, &self.target_label) != val,
-            KeepEqual => return get(labels, &self.target_label) == val,
-            Replace => {
-                let Some(caps) = self.regex.captures(&val) else {
-                    return true;
-                };
-                let mut target = String::new();
-                caps.expand(&self.target_label, &mut target);
-                if !is_valid_label_name(&target) {
-                    return true;
+        // The joined source values: borrowed for one source label, built in the scratch
+        // buffer for several.
+        let mut buf = std::mem::take(&mut scratch.val);
+        let keep = {
+            let val: &str = match self.source_labels.as_slice() {
+                [] => "",
+                [one] => get(labels, one),
+                many => {
+                    buf.clear();
+                    for (k, n) in many.iter().enumerate() {
+                        if k > 0 {
+                            buf.push_str(&self.separator);
+                        }
+                        buf.push_str(get(labels, n));
+                    }
+                    &buf
                 }
-                let mut value = String::new();
-                caps.expand(&self.replacement, &mut value);
-                set(labels, &target, value);
-            }
-            Lowercase => set(labels, &self.target_label, val.to_lowercase()),
-            Uppercase => set(labels, &self.target_label, val.to_uppercase()),
-            HashMod => {
-                let digest = Md5::digest(val.as_bytes());
-                // Prometheus folds the digest's last 8 bytes, big-endian, into a u64.
-                let mut last = [0u8; 8];
-                last.copy_from_slice(&digest[8..16]);
-                let m = u64::from_be_bytes(last) % self.modulus;
-                set(labels, &self.target_label, m.to_string());
-            }
-            LabelMap => {
-                let mapped: Vec<(String, String)> = labels
-                    .iter()
-                    .filter(|(n, _)| self.regex.is_match(n))
-                    .map(|(n, v)| {
-                        (
-                            self.regex
-                                .replace_all(n, self.replacement.as_str())
-                                .into_owned(),
-                            v.clone(),
-                        )
-                    })
-                    .collect();
-                for (n, v) in mapped {
-                    set(labels, &n, v);
+            };
+            match self.action {
+                Drop => !self.regex.is_match(val),
+                Keep => self.regex.is_match(val),
+                DropEqual => get(labels, target_name(&self.target)) != val,
+                KeepEqual => get(labels, target_name(&self.target)) == val,
+                Replace => {
+                    if let Some((target, value)) = self.replace(val, &mut scratch.per_rule[i]) {
+                        set(labels, &target, value);
+                    }
+                    true
+                }
+                Lowercase => {
+                    let v = val.to_lowercase();
+                    set(labels, target_name(&self.target), v);
+                    true
+                }
+                Uppercase => {
+                    let v = val.to_uppercase();
+                    set(labels, target_name(&self.target), v);
+                    true
+                }
+                HashMod => {
+                    let rs = &mut scratch.per_rule[i];
+                    let shard = match &rs.last_hash {
+                        Some((input, out)) if input == val => out.clone(),
+                        _ => {
+                            let digest = Md5::digest(val.as_bytes());
+                            // Prometheus folds the digest's last 8 bytes, big-endian, into
+                            // a u64.
+                            let mut last = [0u8; 8];
+                            last.copy_from_slice(&digest[8..16]);
+                            let out = (u64::from_be_bytes(last) % self.modulus).to_string();
+                            rs.last_hash = Some((val.to_owned(), out.clone()));
+                            out
+                        }
+                    };
+                    set(labels, target_name(&self.target), shard);
+                    true
+                }
+                LabelMap => {
+                    let rs = &mut scratch.per_rule[i];
+                    let mut mapped: Vec<(String, String)> = Vec::new();
+                    for (n, v) in labels.iter() {
+                        if !self.regex.is_match(n) {
+                            continue;
+                        }
+                        let name = match self.replacement.constant() {
+                            Some(c) => c.to_owned(),
+                            None => {
+                                let mut out = String::new();
+                                if self.regex.regex.captures_read(&mut rs.locs, n).is_some() {
+                                    self.replacement.expand(n, &rs.locs, &mut out);
+                                }
+                                out
+                            }
+                        };
+                        mapped.push((name, v.clone()));
+                    }
+                    for (n, v) in mapped {
+                        set(labels, &n, v);
+                    }
+                    true
+                }
+                LabelDrop => {
+                    labels.retain(|(n, _)| !self.regex.is_match(n));
+                    true
+                }
+                LabelKeep => {
+                    labels.retain(|(n, _)| self.regex.is_match(n));
+                    true
                 }
             }
-            LabelDrop => labels.retain(|(n, _)| !self.regex.is_match(n)),
-            LabelKeep => labels.retain(|(n, _)| self.regex.is_match(n)),
+        };
+        scratch.val = buf;
+        keep
+    }
+
+    /// The target label and value a `replace` step writes, if its regex matches.
+    fn replace(&self, val: &str, rs: &mut RuleScratch) -> Option<(String, String)> {
+        let constant_target = self.target.constant();
+        if self.copies_value {
+            // `(.*)` → `$1`: the value itself, when the regex matches (no newline).
+            if val.contains('\n') {
+                return None;
+            }
+            let target = constant_target?;
+            return is_valid_label_name(target).then(|| (target.to_owned(), val.to_owned()));
         }
-        true
+        let constant_value = self.replacement.constant();
+        if let (Some(t), Some(v)) = (constant_target, constant_value) {
+            if !self.regex.is_match(val) || !is_valid_label_name(t) {
+                return None;
+            }
+            return Some((t.to_owned(), v.to_owned()));
+        }
+        self.regex.regex.captures_read(&mut rs.locs, val)?;
+        let target = match constant_target {
+            Some(t) => t.to_owned(),
+            None => {
+                let mut t = String::new();
+                self.target.expand(val, &rs.locs, &mut t);
+                t
+            }
+        };
+        if !is_valid_label_name(&target) {
+            return None;
+        }
+        let mut value = String::new();
+        self.replacement.expand(val, &rs.locs, &mut value);
+        Some((target, value))
     }
 }
 
 /// Applies steps in order; `None` when a step drops the series.
 pub fn relabel(rules: &[RelabelRule], mut labels: Pairs) -> Option<Pairs> {
-    for r in rules {
-        if !r.apply(&mut labels) {
+    let mut scratch = Scratch::new(rules);
+    for (i, r) in rules.iter().enumerate() {
+        if !r.apply_with(&mut labels, &mut scratch, i) {
             return None;
         }
     }
@@ -358,6 +639,73 @@ mod tests {
         let digest = Md5::digest(b"foo");
         let want = u64::from_be_bytes(digest[8..16].try_into().unwrap()) % 1000;
         assert_eq!(get(&out, "shard"), want.to_string());
+    }
+
+    #[test]
+    fn shortcuts_agree_with_the_regex() {
+        let inputs = [
+            "", "abc", "a", "b", "debug_", "debug_x", "debug_\n", "a\nb", "x.y", "xzy", "\n",
+        ];
+        for pat in [
+            ".*", "(.*)", ".+", "(.+)", "abc", "a|b|", "debug_.*", "x.y", "", "a|b",
+        ] {
+            let p = Pattern::new(pat).unwrap();
+            for i in inputs {
+                assert_eq!(p.is_match(i), p.regex.is_match(i), "{pat:?} on {i:?}");
+            }
+        }
+        assert!(matches!(
+            Pattern::new("debug_.*").unwrap().fast,
+            Fast::Prefix(_)
+        ));
+        assert!(matches!(Pattern::new("x.y").unwrap().fast, Fast::Regex));
+    }
+
+    #[test]
+    fn templates_expand_like_go() {
+        let re = Regex::new("^(?:(a)(b)?(?P<word>c))$").unwrap();
+        let mut locs = re.capture_locations();
+        re.captures_read(&mut locs, "ac").unwrap();
+        let expand = |t: &str| {
+            let mut out = String::new();
+            Template::parse(t, &re).expand("ac", &locs, &mut out);
+            out
+        };
+        assert_eq!(expand("$1"), "a");
+        assert_eq!(expand("${1}_x"), "a_x");
+        assert_eq!(
+            expand("$1_x"),
+            "",
+            "the name is 1_x, which the regex does not have"
+        );
+        assert_eq!(expand("[$2]"), "[]", "a group that took no part");
+        assert_eq!(expand("$word/${word}"), "c/c");
+        assert_eq!(expand("$$1"), "$1");
+        assert_eq!(expand("cost $"), "cost $");
+        assert_eq!(expand("$-1"), "$-1");
+        assert_eq!(expand("${1"), "${1");
+        assert_eq!(expand("$01"), "", "leading zeros make a name");
+        assert_eq!(expand("$9"), "");
+        assert_eq!(Template::parse("plain", &re).constant(), Some("plain"));
+    }
+
+    #[test]
+    fn hashmod_cache_does_not_leak_between_values() {
+        let r = rules(
+            "- source_labels: [instance]\n  target_label: shard\n  modulus: 1000\n  action: hashmod\n",
+        );
+        let mut scratch = Scratch::new(&r);
+        let mut shard = |inst: &str| {
+            let mut p = pairs(&[("instance", inst)]);
+            r[0].apply_with(&mut p, &mut scratch, 0);
+            get(&p, "shard").to_owned()
+        };
+        let (a, b) = (shard("foo"), shard("bar"));
+        assert_ne!(a, b);
+        assert_eq!(shard("foo"), a);
+        let digest = Md5::digest(b"bar");
+        let want = u64::from_be_bytes(digest[8..16].try_into().unwrap()) % 1000;
+        assert_eq!(b, want.to_string());
     }
 
     #[test]

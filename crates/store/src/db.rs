@@ -318,6 +318,11 @@ impl Db {
         }
     }
 
+    /// Head series per value of the label `name`, most first.
+    pub fn series_count_by_label_value(&self, name: &str, limit: usize) -> Vec<(String, u64)> {
+        self.head.series_count_by_label_value(name, limit)
+    }
+
     /// Periodic upkeep: flush the head's old windows, compact, apply retention.
     pub fn maintain(&self) -> Result<(), StoreError> {
         let _g = self.upkeep.lock();

@@ -888,6 +888,25 @@ impl Head {
             .collect()
     }
 
+    /// Series per value of one label, most first (the explorer's `focusLabel`).
+    pub fn series_count_by_label_value(&self, name: &str, limit: usize) -> Vec<(String, u64)> {
+        let index = self.index.read();
+        let Some(vals) = index
+            .symbols
+            .lookup(name)
+            .and_then(|n| index.postings.get(&n))
+        else {
+            return Vec::new();
+        };
+        let mut v: Vec<(String, u64)> = vals
+            .iter()
+            .map(|(&v, p)| (index.symbols.get(v).to_owned(), p.len() as u64))
+            .collect();
+        v.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v.truncate(limit);
+        v
+    }
+
     /// The cardinality view: (series per metric name, distinct values per label name,
     /// series per label pair, bytes of values per label name), each sorted descending.
     pub fn cardinality(&self, limit: usize) -> Cardinality {

@@ -20,6 +20,6 @@ pub mod wal;
 pub use db::{Db, DbOptions, OpenReport, TsdbStatus};
 pub use error::StoreError;
 pub use head::{AppendOutcome, Cardinality, Exemplar};
-pub use metrics::StoreMetrics;
+pub use metrics::{StoreMetrics, WalMetrics};
 pub use series::{ChunkRef, SelectedSeries};
 pub use wal::WalSync;

@@ -11,42 +11,60 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
-#[derive(Debug)]
+/// What a write-ahead log reports; each store that keeps a WAL (metrics, spans, logs)
+/// registers its own under its own names.
+#[derive(Debug, Clone)]
+pub struct WalMetrics {
+    pub fsync_seconds: Histogram,
+    pub bytes_written: Counter,
+}
+
+impl Default for WalMetrics {
+    fn default() -> Self {
+        WalMetrics {
+            // 50 µs .. ~1.6 s
+            fsync_seconds: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
+            bytes_written: Counter::default(),
+        }
+    }
+}
+
+impl WalMetrics {
+    /// Registers `<prefix>_wal_fsync_duration_seconds` and `<prefix>_wal_written_bytes`.
+    pub fn register(&self, r: &mut Registry, prefix: &str) {
+        r.register(
+            format!("{prefix}_wal_fsync_duration_seconds"),
+            "Duration of WAL fdatasync calls (one per group commit)",
+            self.fsync_seconds.clone(),
+        );
+        r.register(
+            format!("{prefix}_wal_written_bytes"),
+            "Bytes written to the WAL",
+            self.bytes_written.clone(),
+        );
+    }
+}
+
+impl From<std::sync::Arc<StoreMetrics>> for WalMetrics {
+    fn from(m: std::sync::Arc<StoreMetrics>) -> Self {
+        m.wal.clone()
+    }
+}
+
+#[derive(Debug, Default)]
 pub struct StoreMetrics {
     pub samples_appended: Counter,
     pub samples_rejected: Family<ReasonLabel, Counter>,
     pub exemplars_appended: Counter,
     pub series_created: Counter,
     pub series_removed: Counter,
-    pub wal_fsync_seconds: Histogram,
-    pub wal_bytes_written: Counter,
+    pub wal: WalMetrics,
     pub head_series: Gauge,
     pub head_chunk_bytes: Gauge,
     pub block_bytes: Gauge,
     pub blocks: Gauge,
     pub compactions: Counter,
     pub head_flushes: Counter,
-}
-
-impl Default for StoreMetrics {
-    fn default() -> Self {
-        StoreMetrics {
-            samples_appended: Counter::default(),
-            samples_rejected: Family::default(),
-            exemplars_appended: Counter::default(),
-            series_created: Counter::default(),
-            series_removed: Counter::default(),
-            // 50 µs .. ~1.6 s
-            wal_fsync_seconds: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
-            wal_bytes_written: Counter::default(),
-            head_series: Gauge::default(),
-            head_chunk_bytes: Gauge::default(),
-            block_bytes: Gauge::default(),
-            blocks: Gauge::default(),
-            compactions: Counter::default(),
-            head_flushes: Counter::default(),
-        }
-    }
 }
 
 impl StoreMetrics {
@@ -76,16 +94,7 @@ impl StoreMetrics {
             "Series removed from the head after their data moved to blocks",
             self.series_removed.clone(),
         );
-        r.register(
-            "lastmile_tsdb_wal_fsync_duration_seconds",
-            "Duration of WAL fdatasync calls",
-            self.wal_fsync_seconds.clone(),
-        );
-        r.register(
-            "lastmile_tsdb_wal_written_bytes",
-            "Bytes written to the WAL",
-            self.wal_bytes_written.clone(),
-        );
+        self.wal.register(r, "lastmile_tsdb");
         r.register(
             "lastmile_tsdb_head_series",
             "Active series in the in-memory head",

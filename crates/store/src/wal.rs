@@ -22,7 +22,7 @@ use parking_lot::{Condvar, Mutex};
 use tokio::sync::watch;
 
 use crate::error::StoreError;
-use crate::metrics::StoreMetrics;
+use crate::metrics::WalMetrics;
 
 pub const REC_SERIES: u8 = 1;
 pub const REC_SAMPLES: u8 = 2;
@@ -63,7 +63,7 @@ struct Shared {
     rotated: Condvar,
     current_segment: AtomicU64,
     durable: watch::Sender<Durable>,
-    metrics: Arc<StoreMetrics>,
+    metrics: WalMetrics,
 }
 
 pub struct Wal {
@@ -122,8 +122,9 @@ impl Wal {
         dir: &Path,
         sync: WalSync,
         segment_size: u64,
-        metrics: Arc<StoreMetrics>,
+        metrics: impl Into<WalMetrics>,
     ) -> Result<Wal, StoreError> {
+        let metrics = metrics.into();
         fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         let last = list_segments(dir)
             .map_err(|e| StoreError::io(dir, e))?
@@ -294,7 +295,7 @@ fn writer_loop(
                 file.sync_data()?;
                 shared
                     .metrics
-                    .wal_fsync_seconds
+                    .fsync_seconds
                     .observe(start.elapsed().as_secs_f64());
                 last_sync = Instant::now();
                 unsynced = false;
@@ -308,7 +309,7 @@ fn writer_loop(
             }
             Ok(())
         })();
-        shared.metrics.wal_bytes_written.inc_by(spare.len() as u64);
+        shared.metrics.bytes_written.inc_by(spare.len() as u64);
         spare.clear();
         match result {
             Ok(()) => {
@@ -566,7 +567,7 @@ mod tests {
     #[tokio::test]
     async fn submitted_frames_are_durable_and_replayed() {
         let dir = tempfile::tempdir().unwrap();
-        let metrics = Arc::new(StoreMetrics::default());
+        let metrics = WalMetrics::default();
         let wal = Wal::open(dir.path(), WalSync::Fsync, 1 << 20, metrics.clone()).unwrap();
         let mut frames = Vec::new();
         for i in 0..100u32 {

@@ -321,6 +321,9 @@ pub fn lastmile_bin() -> &'static str {
 pub struct Lastmile {
     child: Child,
     pub addr: SocketAddr,
+    /// The OTLP/HTTP and OTLP/gRPC addresses (`--otlp-http-addr`, `--otlp-grpc-addr`).
+    pub otlp_http: SocketAddr,
+    pub otlp_grpc: SocketAddr,
     pub data_dir: PathBuf,
     logs: Arc<Mutex<Vec<String>>>,
     exited: bool,
@@ -360,6 +363,10 @@ impl Lastmile {
             .arg("serve")
             .arg("--http-addr")
             .arg("127.0.0.1:0")
+            .arg("--otlp-http-addr")
+            .arg("127.0.0.1:0")
+            .arg("--otlp-grpc-addr")
+            .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(&data_dir);
         if let Some(yaml) = &opts.config {
@@ -385,6 +392,8 @@ impl Lastmile {
         let mut server = Lastmile {
             child,
             addr: "127.0.0.1:1".parse().unwrap(),
+            otlp_http: "127.0.0.1:1".parse().unwrap(),
+            otlp_grpc: "127.0.0.1:1".parse().unwrap(),
             data_dir,
             logs,
             exited: false,
@@ -399,14 +408,19 @@ impl Lastmile {
                 );
             }
         };
-        let addr = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("http_addr="))
-            .unwrap_or_else(|| panic!("no http_addr= in startup line {line:?}"));
-        server.addr = addr
-            .trim_matches('"')
-            .parse()
-            .unwrap_or_else(|e| panic!("bad http_addr in {line:?}: {e}"));
+        let addr_of = |key: &str| -> SocketAddr {
+            let prefix = format!("{key}=");
+            let addr = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(prefix.as_str()))
+                .unwrap_or_else(|| panic!("no {key}= in startup line {line:?}"));
+            addr.trim_matches('"')
+                .parse()
+                .unwrap_or_else(|e| panic!("bad {key} in {line:?}: {e}"))
+        };
+        server.addr = addr_of("http_addr");
+        server.otlp_http = addr_of("otlp_http_addr");
+        server.otlp_grpc = addr_of("otlp_grpc_addr");
         wait_for("lastmile /-/ready", START_TIMEOUT, |last| {
             if let Ok(Some(status)) = server.child.try_wait() {
                 panic!(
@@ -859,4 +873,67 @@ impl Drop for Peer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Python clients (scripts/install-test-deps.sh builds the venv)
+
+/// The Python of the test venv (`$LASTMILE_VENV`, default ~/.cache/lastmile-venv). Missing:
+/// in CI the test fails (a skipped peer test would look like a pass); elsewhere it prints
+/// why and the test returns.
+pub fn require_venv_python() -> Option<PathBuf> {
+    let venv = std::env::var_os("LASTMILE_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".cache/lastmile-venv")
+        });
+    let python = venv.join("bin/python");
+    if python.is_file() {
+        return Some(python);
+    }
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+        panic!(
+            "no Python venv at {} but CI is set: run scripts/install-test-deps.sh (CI must not skip this test)",
+            venv.display()
+        );
+    }
+    eprintln!(
+        "skipping: no Python venv at {} (run scripts/install-test-deps.sh)",
+        venv.display()
+    );
+    None
+}
+
+/// Runs a Python script from `tests/` with the venv's Python; fails the test (with its
+/// output) unless it exits 0; returns its stdout.
+pub fn run_python(python: &Path, script: &str, args: &[&str]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(script);
+    let mut cmd = Command::new(python);
+    cmd.arg(&path)
+        .args(args)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::null());
+    // The SDK reads OTEL_* variables; a developer's must not change what is sent.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("OTEL_") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{script} {args:?} exited with {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    if !stderr.trim().is_empty() {
+        eprintln!("[{script} {args:?} stderr]\n{stderr}");
+    }
+    stdout
 }

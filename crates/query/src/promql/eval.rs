@@ -112,7 +112,9 @@ impl<'a> Evaluator<'a> {
         at: &Option<AtModifier>,
         offset: &Option<Offset>,
     ) -> i64 {
-        self.at_ms(at).unwrap_or(ts) - offset_ms(offset)
+        self.at_ms(at)
+            .unwrap_or(ts)
+            .saturating_sub(offset_ms(offset))
     }
 
     fn widen(&mut self, vs: &VectorSelector, lo: i64, hi: i64) {
@@ -127,16 +129,16 @@ impl<'a> Evaluator<'a> {
         match e {
             Expr::VectorSelector(vs) => {
                 let (a, b) = self.ref_window(lo, hi, &vs.at, &vs.offset);
-                self.widen(vs, a - self.opts.lookback_ms, b);
+                self.widen(vs, a.saturating_sub(self.opts.lookback_ms), b);
                 self.instant.insert(key(vs));
             }
             Expr::MatrixSelector(ms) => {
                 let (a, b) = self.ref_window(lo, hi, &ms.vs.at, &ms.vs.offset);
-                self.widen(&ms.vs, a - duration_ms(&ms.range), b);
+                self.widen(&ms.vs, a.saturating_sub(duration_ms(&ms.range)), b);
             }
             Expr::Subquery(sq) => {
                 let (a, b) = self.ref_window(lo, hi, &sq.at, &sq.offset);
-                self.plan(&sq.expr, a - duration_ms(&sq.range), b);
+                self.plan(&sq.expr, a.saturating_sub(duration_ms(&sq.range)), b);
             }
             Expr::Aggregate(a) => {
                 self.plan(&a.expr, lo, hi);
@@ -167,8 +169,14 @@ impl<'a> Evaluator<'a> {
         offset: &Option<Offset>,
     ) -> (i64, i64) {
         match self.at_ms(at) {
-            Some(t) => (t - offset_ms(offset), t - offset_ms(offset)),
-            None => (lo - offset_ms(offset), hi - offset_ms(offset)),
+            Some(t) => {
+                let t = t.saturating_sub(offset_ms(offset));
+                (t, t)
+            }
+            None => (
+                lo.saturating_sub(offset_ms(offset)),
+                hi.saturating_sub(offset_ms(offset)),
+            ),
         }
     }
 
@@ -322,7 +330,7 @@ impl<'a> Evaluator<'a> {
                 continue;
             }
             let (t, v) = r.points[i - 1];
-            if t < reft - self.opts.lookback_ms {
+            if t < reft.saturating_sub(self.opts.lookback_ms) {
                 continue;
             }
             let j = r.stale.partition_point(|&s| s <= reft);
@@ -343,7 +351,7 @@ impl<'a> Evaluator<'a> {
         match e {
             Expr::MatrixSelector(ms) => {
                 let reft = self.ref_time(ts, &ms.vs.at, &ms.vs.offset);
-                let lo = reft - duration_ms(&ms.range);
+                let lo = reft.saturating_sub(duration_ms(&ms.range));
                 let Some(rows) = self.data.get(&key(&ms.vs)) else {
                     return Ok(Vec::new());
                 };
@@ -370,10 +378,10 @@ impl<'a> Evaluator<'a> {
                     .unwrap_or(self.opts.default_subquery_step_ms)
                     .max(1);
                 // Steps aligned to multiples of the step, within [reft - range, reft].
-                let lo = reft - range;
-                let mut t = lo.div_euclid(step) * step;
+                let lo = reft.saturating_sub(range);
+                let mut t = lo.div_euclid(step).saturating_mul(step);
                 if t < lo {
-                    t += step;
+                    t = t.saturating_add(step);
                 }
                 let mut series: HashMap<Arc<Labels>, Vec<(i64, f64)>> = HashMap::new();
                 let mut order: Vec<Arc<Labels>> = Vec::new();
@@ -404,7 +412,10 @@ impl<'a> Evaluator<'a> {
                             )));
                         }
                     }
-                    t += step;
+                    match t.checked_add(step) {
+                        Some(next) => t = next,
+                        None => break,
+                    }
                 }
                 order.sort();
                 Ok(order

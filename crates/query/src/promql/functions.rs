@@ -460,7 +460,7 @@ fn extrapolated_rate(
     if p.len() < 2 {
         return None;
     }
-    let range_start = range_end - range_ms;
+    let range_start = range_end.saturating_sub(range_ms);
     let (first, last) = (p[0], p[p.len() - 1]);
     let mut result = last.1 - first.1;
     if counter {
@@ -472,7 +472,7 @@ fn extrapolated_rate(
             prev = v;
         }
     }
-    let mut to_start = (first.0 - range_start) as f64 / 1000.0;
+    let mut to_start = (first.0 as f64 - range_start as f64) / 1000.0;
     let to_end = (range_end - last.0) as f64 / 1000.0;
     let sampled = (last.0 - first.0) as f64 / 1000.0;
     let avg_interval = sampled / (p.len() - 1) as f64;

@@ -144,7 +144,9 @@ pub fn parse(query: &str) -> Result<Expr, PromqlError> {
 /// converts with `Duration::from_secs_f64`, a panic on NaN, Inf or huge values.
 fn check_durations(q: &str) -> Result<(), String> {
     use lrpar::{Lexeme, Lexer, NonStreamingLexer};
-    use parser::token::{T_COLON, T_DURATION, T_LEFT_BRACKET, T_NUMBER, T_OFFSET, T_SUB};
+    use parser::token::{
+        T_ADD, T_AT, T_COLON, T_DURATION, T_LEFT_BRACKET, T_NUMBER, T_OFFSET, T_SUB,
+    };
     const MAX_SECONDS: f64 = i64::MAX as f64 / 1e9;
     // A query the lexer refuses is reported by the parser with its own message.
     let Ok(lexer) = parser::lexer(q) else {
@@ -154,6 +156,15 @@ fn check_durations(q: &str) -> Result<(), String> {
     for lexeme in lexer.iter().flatten() {
         let tok = lexeme.tok_id();
         let text = lexer.span_str(lexeme.span());
+        let after_at = prev == Some(T_AT)
+            || (matches!(prev, Some(T_SUB | T_ADD)) && before_prev == Some(T_AT));
+        if tok == T_NUMBER && after_at {
+            // Evaluation works in i64 milliseconds, as Prometheus does; it refuses the rest.
+            let secs = promql_parser::util::parse_str_radix(text).unwrap_or(f64::NAN);
+            if !(secs * 1000.0).abs().lt(&(i64::MAX as f64)) {
+                return Err(format!("timestamp out of bounds for @ modifier: {text}"));
+            }
+        }
         let secs = if tok == T_DURATION {
             // A bare float here would make parse_duration itself panic; its value is seconds.
             text.parse::<f64>().unwrap_or_else(|_| {

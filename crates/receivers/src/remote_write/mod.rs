@@ -4,7 +4,7 @@
 mod compression;
 mod decode;
 mod encode;
-mod protowire;
+pub(crate) mod protowire;
 
 pub use compression::{ContentEncoding, DecompressError, decompress};
 pub use decode::{DecodeError, decode_write_request};
