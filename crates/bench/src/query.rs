@@ -454,6 +454,7 @@ async fn run_all(args: QueryArgs) -> anyhow::Result<()> {
         prometheus_bin: args.prometheus_bin.clone(),
         startup_timeout: Duration::from_secs(args.startup_timeout),
         keep_data: args.keep_data,
+        extra_args: Vec::new(),
     };
     let (kinds, skipped) = resolve_servers(&args.servers, &mut opts);
     if kinds.is_empty() {
