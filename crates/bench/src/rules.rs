@@ -23,11 +23,11 @@ use lastmile_receivers::remote_write::{EncodeSeries, encode_write_request};
 use lastmile_rules::{Rules, RulesSource, StringArena};
 use serde::Serialize;
 
-use crate::measure::wait_for_idle;
-use crate::servers::http_client;
 use crate::load::{self, Request, Spec, Workload};
 use crate::measure;
+use crate::measure::wait_for_idle;
 use crate::report::{self, Machine, human_bytes, si};
+use crate::servers::http_client;
 use crate::servers::{Server, ServerKind, StartOptions, which};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
