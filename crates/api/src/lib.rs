@@ -26,7 +26,7 @@ use lastmile_store::Db;
 pub use error::{ApiError, PlainError};
 pub use otlp::{OtlpMetrics, router as otlp_http_router, serve_grpc as serve_otlp_grpc};
 pub use process::{ProcessStats, process_stats};
-pub use self_metrics::{RulesCollector, SelfMetrics};
+pub use self_metrics::{LogStoreCollector, RulesCollector, SelfMetrics};
 
 /// Request limits; a client over them gets 413 before anything is decompressed.
 #[derive(Clone, Debug)]

@@ -442,3 +442,44 @@ impl prometheus_client::collector::Collector for RulesCollector {
         Ok(())
     }
 }
+
+/// The log store's counters on `/metrics`, read when scraped.
+pub struct LogStoreCollector(pub std::sync::Arc<lastmile_log_store::LogStore>);
+
+impl std::fmt::Debug for LogStoreCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogStoreCollector")
+    }
+}
+
+impl prometheus_client::collector::Collector for LogStoreCollector {
+    fn encode(&self, mut enc: Enc<'_>) -> Result<(), std::fmt::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = self.0.stats();
+        let e = &mut enc;
+        const_counter(
+            e,
+            "lastmile_log_store_lines_appended",
+            "Log lines stored (acknowledged)",
+            s.lines_appended.load(Relaxed),
+        )?;
+        const_counter(
+            e,
+            "lastmile_log_store_line_bytes_appended",
+            "Bytes of log lines stored",
+            s.bytes_appended.load(Relaxed),
+        )?;
+        const_counter(
+            e,
+            "lastmile_log_store_commits",
+            "Commits of the log index (lines become part of the on-disk index)",
+            s.commits.load(Relaxed),
+        )?;
+        const_counter(
+            e,
+            "lastmile_log_store_lines_deleted_by_retention",
+            "Log lines deleted by retention",
+            s.lines_deleted_by_retention.load(Relaxed),
+        )
+    }
+}

@@ -125,6 +125,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     self_metrics.register(|r| trace_metrics.register(r));
     self_metrics
         .register(|r| r.register_collector(Box::new(lastmile_api::RulesCollector(rules.clone()))));
+    self_metrics.register(|r| {
+        r.register_collector(Box::new(lastmile_api::LogStoreCollector(log_store.clone())))
+    });
     let state = AppState {
         db: db.clone(),
         traces: traces.clone(),

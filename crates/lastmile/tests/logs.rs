@@ -210,6 +210,11 @@ fn pushed_lines_come_back_through_the_query_api() {
         server.metric("lastmile_loki_push_lines_received_total"),
         5.0
     );
+    assert_eq!(
+        server.metric("lastmile_log_store_lines_appended_total"),
+        5.0,
+        "the log store counts what it stored"
+    );
 
     // Trace ids from metadata, logfmt and JSON bodies are indexed: stop the server and
     // read its store directly.

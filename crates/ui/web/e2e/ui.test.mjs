@@ -83,12 +83,12 @@ before(async () => {
     ['serve', '--demo', '--data-dir', dataDir, '--http-addr', '127.0.0.1:0', '--otlp-grpc-addr', '127.0.0.1:0', '--otlp-http-addr', '127.0.0.1:0'],
     { env: serverEnv(), stdio: ['ignore', 'ignore', 'pipe'] },
   );
-  // The startup line names the address port 0 became.
+  // The startup line names the address port 0 became (http_addr=, not otlp_http_addr=).
   base = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`lastmile did not start in ${START_TIMEOUT_MS} ms:\n${serverLog}`)), START_TIMEOUT_MS);
     server.stderr.on('data', (chunk) => {
       serverLog += chunk.toString();
-      const m = /lastmile started.*http_addr=(\S+)/.exec(serverLog);
+      const m = /lastmile started.*?\bhttp_addr=(\S+)/.exec(serverLog);
       if (m) {
         clearTimeout(timer);
         resolve(`http://${m[1]}`);
