@@ -34,9 +34,18 @@ pub async fn reload(State(st): State<AppState>) -> Response {
     match result {
         Ok(Ok(r)) => {
             let text = match r {
-                Reloaded::Unchanged { version } => {
-                    format!("rules unchanged: version {version} stays active\n")
-                }
+                // The file watcher may have taken the change first: say what runs.
+                Reloaded::Unchanged {
+                    version,
+                    canary: None,
+                } => format!("rules unchanged: version {version} stays active\n"),
+                Reloaded::Unchanged {
+                    version,
+                    canary: Some((canary, ppm)),
+                } => format!(
+                    "rules unchanged: version {version} stays active; version {canary} runs as a canary on {}% of streams; promote it with POST /api/v1/rules/promote\n",
+                    ppm as f64 / 1e4
+                ),
                 Reloaded::Activated { version } => {
                     format!("rules reloaded: version {version} is active\n")
                 }

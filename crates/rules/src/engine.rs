@@ -156,12 +156,28 @@ struct ReloadState {
 /// What a reload did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reloaded {
-    /// The sources did not change.
-    Unchanged { version: u64 },
+    /// The sources did not change: the stable version and the canary, if one runs
+    /// (version, fraction in parts per million), stay as they are.
+    Unchanged {
+        version: u64,
+        canary: Option<(u64, u64)>,
+    },
     /// A new stable version is active.
     Activated { version: u64 },
     /// The new version runs as a canary next to the stable one.
     Canary { version: u64, fraction_ppm: u64 },
+}
+
+impl Reloaded {
+    fn unchanged(active: &Active) -> Reloaded {
+        Reloaded::Unchanged {
+            version: active.stable.version,
+            canary: active
+                .canary
+                .as_ref()
+                .map(|c| (c.rules.version, (c.fraction * 1e6) as u64)),
+        }
+    }
 }
 
 #[derive(Default, Debug)]
@@ -294,9 +310,7 @@ impl Rules {
 
     fn reload_inner(&self, forced: bool) -> Result<Reloaded, LoadError> {
         let Some(loader) = &self.loader else {
-            return Ok(Reloaded::Unchanged {
-                version: self.active.read().stable.version,
-            });
+            return Ok(Reloaded::unchanged(&self.active.read()));
         };
         // One reload at a time; requests never take this lock.
         let mut st = self.reload.lock();
@@ -330,9 +344,7 @@ impl Rules {
         let hash = fingerprint(&sources);
         let current = self.active.read().clone();
         if !forced && st.last_attempt == Some(hash) {
-            return Ok(Reloaded::Unchanged {
-                version: current.stable.version,
-            });
+            return Ok(Reloaded::unchanged(&current));
         }
         st.last_attempt = Some(hash);
         let unchanged = current.stable.source_hash == hash && current.canary.is_none()
@@ -341,9 +353,7 @@ impl Rules {
                 .as_ref()
                 .is_some_and(|c| c.rules.source_hash == hash);
         if unchanged {
-            return Ok(Reloaded::Unchanged {
-                version: current.stable.version,
-            });
+            return Ok(Reloaded::unchanged(&current));
         }
         if current.stable.source_hash == hash {
             // The files went back to the stable version: the canary ends.
