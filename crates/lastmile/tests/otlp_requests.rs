@@ -713,3 +713,79 @@ fn relabel_rules_apply_to_otlp_metrics() {
     assert_eq!(series[0]["otel_scope_name"], "hand");
     assert!(!series[0].contains_key("otel_scope_version"), "{series:?}");
 }
+
+/// `inherit.resource_attributes` puts a source's resource attributes on its data: on OTLP
+/// metric series (through the target_info sent with them) and on OTLP log streams.
+#[test]
+fn inherited_resource_attributes_reach_otlp_metrics_and_logs() {
+    use lastmile_receivers::otlp::proto::ExportLogsServiceRequest;
+    use lastmile_receivers::otlp::proto::logs::{LogRecord, ResourceLogs, ScopeLogs};
+    let dir = TestDir::new();
+    let server =
+        Lastmile::start_with_config(&dir, "inherit:\n  resource_attributes: [service.version]\n");
+    let resource = Resource {
+        attributes: vec![
+            kv("service.name", "inheriting"),
+            kv("service.instance.id", "pod-1"),
+            kv("service.version", "1.4.2"),
+        ],
+        ..Default::default()
+    };
+    let t = now_ns();
+    let mut req = metrics("inheriting", vec![gauge("queue.depth", 3.0, t)]);
+    req.resource_metrics[0].resource = Some(resource.clone());
+    let r = post(
+        &server,
+        server.otlp_http,
+        "/v1/metrics",
+        &[("Content-Type", PB)],
+        &req.encode_to_vec(),
+        Framing::ContentLength,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let series = server.series("{__name__=\"queue_depth\"}");
+    assert_eq!(series.len(), 1, "{series:?}");
+    assert_eq!(series[0]["service_version"], "1.4.2", "{series:?}");
+
+    let logs = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(resource),
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord {
+                    time_unix_nano: t,
+                    body: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue("queue drained".into())),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let r = post(
+        &server,
+        server.otlp_http,
+        "/v1/logs",
+        &[("Content-Type", PB)],
+        &logs.encode_to_vec(),
+        Framing::ContentLength,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = server.get(&format!(
+        "/loki/api/v1/query_range?query={}&start={}&end={}",
+        enc(r#"{service_name="inheriting", service_version="1.4.2"}"#),
+        t - 3_600_000_000_000,
+        t + 60_000_000_000
+    ));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    let lines: Vec<&str> = v["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["values"].as_array().unwrap())
+        .map(|p| p[1].as_str().unwrap())
+        .collect();
+    assert_eq!(lines, ["queue drained"], "{v}");
+}

@@ -236,6 +236,19 @@ pub fn metrics_from_request(
                     format!("{}.{kind}.dataPoints[{di}] (metric {:?})", path(), m.name)
                 };
                 let before = out.data_points;
+                if m.name.is_empty() {
+                    // OTLP requires a name; without one there is no series to write.
+                    let points = match &m.data {
+                        None => 1,
+                        Some(Data::Gauge(g)) => g.data_points.len(),
+                        Some(Data::Sum(s)) => s.data_points.len(),
+                        Some(Data::Histogram(h)) => h.data_points.len(),
+                        Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+                        Some(Data::Summary(s)) => s.data_points.len(),
+                    };
+                    refused.add(RefuseReason::NoName, points as u64, path);
+                    continue;
+                }
                 match &m.data {
                     None => refused.add(RefuseReason::NoValue, 1, || {
                         format!("{} (metric {:?})", path(), m.name)
@@ -835,6 +848,30 @@ mod tests {
             "milliseconds"
         )));
         assert!(meta.contains(&("process_memory_usage_bytes", MetricType::Gauge, "bytes")));
+    }
+
+    #[test]
+    fn a_metric_without_a_name_is_refused_and_the_rest_kept() {
+        let gauge = |name: &str, points: usize| {
+            metric(
+                name,
+                "",
+                Data::Gauge(Gauge {
+                    data_points: vec![number(1.0, vec![]); points],
+                }),
+            )
+        };
+        let (b, refused) =
+            metrics_from_request(request(vec![gauge("", 2), gauge("ok", 1)]), 0).unwrap();
+        assert_eq!(b.data_points(), 1);
+        assert_eq!(
+            refused.by_reason().collect::<Vec<_>>(),
+            [(RefuseReason::NoName, 2)]
+        );
+        let batch = b.write_batch().expect("a valid batch");
+        assert!(batch.series.len() >= 1);
+        let msg = refused.message("data points", 3);
+        assert!(msg.contains("metrics[0]"), "{msg}");
     }
 
     #[test]

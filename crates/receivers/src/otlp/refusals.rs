@@ -12,6 +12,8 @@ pub enum RefuseReason {
     ExponentialHistogram,
     /// A metric with no data, or a number data point with no value.
     NoValue,
+    /// A metric with an empty name.
+    NoName,
     /// A histogram point whose bucket counts do not match its bounds, or whose bounds are
     /// not increasing.
     InvalidHistogram,
@@ -33,6 +35,7 @@ impl RefuseReason {
             RefuseReason::DeltaTemporality => "delta_temporality",
             RefuseReason::ExponentialHistogram => "exponential_histogram",
             RefuseReason::NoValue => "no_value",
+            RefuseReason::NoName => "no_name",
             RefuseReason::InvalidHistogram => "invalid_histogram",
             RefuseReason::OutOfOrder => "out_of_order",
             RefuseReason::TooOld => "too_old",
@@ -51,6 +54,7 @@ impl RefuseReason {
                 "exponential histograms, which the store cannot keep yet (configure explicit-bucket histograms, e.g. OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION=explicit_bucket_histogram)"
             }
             RefuseReason::NoValue => "no value",
+            RefuseReason::NoName => "no metric name (OTLP requires one)",
             RefuseReason::InvalidHistogram => {
                 "bucket counts that do not match the explicit bounds (one count per bound, plus one), or bounds that do not increase"
             }
