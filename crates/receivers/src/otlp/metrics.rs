@@ -869,7 +869,7 @@ mod tests {
             [(RefuseReason::NoName, 2)]
         );
         let batch = b.write_batch().expect("a valid batch");
-        assert!(batch.series.len() >= 1);
+        assert!(!batch.series.is_empty());
         let msg = refused.message("data points", 3);
         assert!(msg.contains("metrics[0]"), "{msg}");
     }
