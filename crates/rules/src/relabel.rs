@@ -107,9 +107,33 @@ fn is_plain(s: &str) -> bool {
     !s.chars().any(|c| "\\.+*?()[]{}^$|".contains(c))
 }
 
+/// Compiled relabel regexes by source, shared by every rules version of the process.
+/// Compiling is most of a reload's cost and a reload usually changes few rules, so an
+/// unchanged rule reuses its regex (a `Regex` clone shares the compiled program).
+static COMPILED: std::sync::LazyLock<parking_lot::Mutex<std::collections::HashMap<String, Regex>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Past this many distinct regexes the cache starts over, so a process reloading ever-new
+/// rules keeps bounded memory.
+const COMPILED_MAX: usize = 20_000;
+
+fn compile_anchored(src: &str) -> Result<Regex, regex::Error> {
+    if let Some(re) = COMPILED.lock().get(src) {
+        return Ok(re.clone());
+    }
+    // Compiled outside the lock: another reload's compile does not wait for this one.
+    let re = Regex::new(&format!("^(?:{src})$"))?;
+    let mut cache = COMPILED.lock();
+    if cache.len() >= COMPILED_MAX {
+        cache.clear();
+    }
+    cache.insert(src.to_owned(), re.clone());
+    Ok(re)
+}
+
 impl Pattern {
     fn new(src: &str) -> Result<Pattern, regex::Error> {
-        let regex = Regex::new(&format!("^(?:{src})$"))?;
+        let regex = compile_anchored(src)?;
         let fast = match src {
             ".*" | "(.*)" => Fast::Any,
             ".+" | "(.+)" => Fast::NonEmpty,
