@@ -1,7 +1,6 @@
 //! `lastmile bench ingest`: for each scenario, build the requests once, then run every
 //! chosen server alone on them and measure.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,7 +11,9 @@ use crate::IngestArgs;
 use crate::load::{self, Spec, Workload};
 use crate::measure;
 use crate::report::{self, Machine, Report, RunResult, ScenarioResult, human_bytes, si};
-use crate::servers::{Server, ServerKind, StartOptions, http_client, resolve_servers};
+use crate::servers::{
+    Server, ServerKind, StartOptions, http_client, lastmile_bin_or_self, resolve_servers,
+};
 
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
@@ -39,19 +40,12 @@ async fn run_all(args: IngestArgs) -> anyhow::Result<()> {
             kinds.push(*k);
         }
     }
+    let (started_at, out) = report::run_stamp("ingest", &args.out);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    let started_at = report::utc_stamp(now.as_secs());
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("bench-results/ingest-{started_at}.json")));
 
-    let lastmile_bin = match &args.lastmile_bin {
-        Some(p) => p.clone(),
-        None => std::env::current_exe().context("cannot find the lastmile executable")?,
-    };
+    let lastmile_bin = lastmile_bin_or_self(&args.lastmile_bin)?;
     let mut opts = StartOptions {
         lastmile_bin,
         lastmile_config: args.lastmile_config.clone(),

@@ -27,7 +27,7 @@ use serde::Serialize;
 use crate::load::Rng;
 use crate::measure;
 use crate::report::{self, human_bytes, si};
-use crate::servers::{Server, ServerKind, StartOptions};
+use crate::servers::{Server, ServerKind, StartOptions, lastmile_bin_or_self};
 
 /// Flags of `lastmile bench logs`.
 #[derive(Args, Debug, Clone)]
@@ -268,18 +268,8 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
     {
         bail!("--lines, --streams, --batch, --connections and --query-runs must be at least 1");
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let started_at = report::utc_stamp(now.as_secs());
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("bench-results/logs-{started_at}.json")));
-    let lastmile_bin = match &args.lastmile_bin {
-        Some(p) => p.clone(),
-        None => std::env::current_exe().context("cannot find this executable")?,
-    };
+    let (started_at, out) = report::run_stamp("logs", &args.out);
+    let lastmile_bin = lastmile_bin_or_self(&args.lastmile_bin)?;
     eprintln!(
         "building {} lines of push requests ({} streams, {} lines per request)…",
         args.lines, args.streams, args.batch

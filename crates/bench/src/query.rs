@@ -28,7 +28,8 @@ use crate::load;
 use crate::measure;
 use crate::report::{self, Machine, Skipped, human_bytes, median, si, table};
 use crate::servers::{
-    Server, ServerKind, StartOptions, check_status, http_client, resolve_servers, truncate,
+    Server, ServerKind, StartOptions, check_status, http_client, lastmile_bin_or_self,
+    resolve_servers, truncate,
 };
 
 /// Flags of `lastmile bench query`.
@@ -435,18 +436,11 @@ async fn run_all(args: QueryArgs) -> anyhow::Result<()> {
             );
         }
     }
+    let (started_at, out) = report::run_stamp("query", &args.out);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    let started_at = report::utc_stamp(now.as_secs());
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("bench-results/query-{started_at}.json")));
-    let lastmile_bin = match &args.lastmile_bin {
-        Some(p) => p.clone(),
-        None => std::env::current_exe().context("cannot find the lastmile executable")?,
-    };
+    let lastmile_bin = lastmile_bin_or_self(&args.lastmile_bin)?;
     let mut opts = StartOptions {
         lastmile_bin,
         lastmile_config: args.lastmile_config.clone(),

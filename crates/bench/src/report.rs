@@ -448,6 +448,19 @@ pub fn write_json<T: Serialize>(report: &T, path: &Path) -> anyhow::Result<()> {
 }
 
 /// `20250102T030405Z` for a Unix time in seconds (UTC).
+/// A run's UTC stamp (now) and where its JSON results go: `out` when given, else
+/// `bench-results/<kind>-<stamp>.json`.
+pub fn run_stamp(kind: &str, out: &Option<std::path::PathBuf>) -> (String, std::path::PathBuf) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let stamp = utc_stamp(now.as_secs());
+    let out = out
+        .clone()
+        .unwrap_or_else(|| format!("bench-results/{kind}-{stamp}.json").into());
+    (stamp, out)
+}
+
 pub fn utc_stamp(unix_secs: u64) -> String {
     let days = (unix_secs / 86_400) as i64;
     let secs = unix_secs % 86_400;

@@ -28,7 +28,7 @@ use crate::measure;
 use crate::measure::wait_for_idle;
 use crate::report::{self, Machine, human_bytes, si};
 use crate::servers::http_client;
-use crate::servers::{Server, ServerKind, StartOptions, which};
+use crate::servers::{Server, ServerKind, StartOptions, lastmile_bin_or_self, which};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -281,21 +281,13 @@ pub struct AttackResult {
 }
 
 pub async fn run(args: RulesBenchArgs) -> anyhow::Result<()> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let (started_at, out) = report::run_stamp("rules", &args.out);
     let mut report = RulesReport {
-        started_at: report::utc_stamp(now.as_secs()),
+        started_at,
         machine: Some(Machine::probe()),
         ..Default::default()
     };
-    let out = args.out.clone().unwrap_or_else(|| {
-        PathBuf::from(format!("bench-results/rules-{}.json", report.started_at))
-    });
-    let lastmile_bin = match &args.lastmile_bin {
-        Some(p) => p.clone(),
-        None => std::env::current_exe().context("cannot find the lastmile executable")?,
-    };
+    let lastmile_bin = lastmile_bin_or_self(&args.lastmile_bin)?;
     let mut kinds = Vec::new();
     for k in &args.servers {
         if *k == ServerKind::Prometheus {

@@ -68,6 +68,14 @@ pub struct StartOptions {
     pub extra_args: Vec<String>,
 }
 
+/// The lastmile binary a benchmark measures: `--lastmile-bin`, else this executable.
+pub fn lastmile_bin_or_self(given: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match given {
+        Some(p) => Ok(p.clone()),
+        None => std::env::current_exe().context("cannot find the lastmile executable"),
+    }
+}
+
 impl StartOptions {
     pub fn binary(&self, kind: ServerKind) -> &Path {
         match kind {

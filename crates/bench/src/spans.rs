@@ -27,8 +27,8 @@ use serde::Serialize;
 
 use crate::load::Rng;
 use crate::measure;
-use crate::report::{Machine, human_bytes, si, utc_stamp, write_json};
-use crate::servers::{Server, ServerKind, StartOptions, which};
+use crate::report::{self, Machine, human_bytes, si, write_json};
+use crate::servers::{Server, ServerKind, StartOptions, lastmile_bin_or_self, which};
 
 /// Flags of `lastmile bench spans`.
 #[derive(Args, Debug, Clone)]
@@ -344,18 +344,8 @@ pub async fn run(args: SpansArgs) -> anyhow::Result<()> {
     if args.connections == 0 || args.spans_per_trace == 0 || args.services == 0 || args.spans == 0 {
         bail!("--spans, --spans-per-trace, --services and --connections must be at least 1");
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let started_at = utc_stamp(now.as_secs());
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("bench-results/spans-{started_at}.json")));
-    let bin = match &args.lastmile_bin {
-        Some(p) => p.clone(),
-        None => std::env::current_exe().context("cannot find the lastmile executable")?,
-    };
+    let (started_at, out) = report::run_stamp("spans", &args.out);
+    let bin = lastmile_bin_or_self(&args.lastmile_bin)?;
     let bin = which(&bin).with_context(|| format!("{} is not an executable", bin.display()))?;
     let opts = StartOptions {
         lastmile_bin: bin,
