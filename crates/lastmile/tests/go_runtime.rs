@@ -63,23 +63,8 @@ fn gowork() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         // Shares the Go build cache with the lastmile-ebpf tests (same target dir).
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-fixtures");
-        std::fs::create_dir_all(&dir).unwrap();
-        let out = dir.join("gowork-cli");
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ebpf/tests/fixtures/gowork");
-        let status = Command::new(GO)
-            .args(["build", "-o"])
-            .arg(&out)
-            .arg(".")
-            .current_dir(src)
-            .env("GOCACHE", dir.join("gocache"))
-            .env("GOPATH", dir.join("gopath"))
-            .env("GOTOOLCHAIN", "local")
-            .env("CGO_ENABLED", "0")
-            .status()
-            .expect("run go");
-        assert!(status.success(), "go build failed");
-        out
+        common::go_build(Path::new(GO), &src, "gowork-cli")
     })
 }
 

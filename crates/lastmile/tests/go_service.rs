@@ -9,31 +9,10 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use common::*;
-
-/// Builds the fixture with Debian's Go (`/usr/bin/go`, golang-go).
-fn build_fixture(go: &Path) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-fixtures");
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = dir.join("go-service");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/go-service");
-    let status = Command::new(go)
-        .args(["build", "-o"])
-        .arg(&out)
-        .arg(".")
-        .current_dir(src)
-        .env("GOCACHE", dir.join("gocache"))
-        .env("GOPATH", dir.join("gopath"))
-        .env("GOTOOLCHAIN", "local")
-        .env("CGO_ENABLED", "0")
-        .status()
-        .expect("run go build");
-    assert!(status.success(), "go build of the fixture service failed");
-    out
-}
 
 struct Service {
     child: Child,
@@ -180,7 +159,8 @@ fn go_service_traces_and_json_logs_are_joined_by_correlate() {
     let Some(go) = require_peer("go") else {
         return;
     };
-    let bin = build_fixture(&go);
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/go-service");
+    let bin = go_build(&go, &src, "go-service");
     let dir = TestDir::new();
     let server = Lastmile::start(&dir);
     let svc = start_service(&bin, &server);

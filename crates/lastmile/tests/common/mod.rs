@@ -937,3 +937,25 @@ pub fn run_python(python: &Path, script: &str, args: &[&str]) -> String {
     }
     stdout
 }
+
+/// Builds the Go program in `src` (a directory with its go.mod) with the `go` binary into
+/// the tests' scratch directory as `name`, statically (no cgo), sharing one Go build cache
+/// between test binaries. Fails the test if the build fails.
+pub fn go_build(go: &Path, src: &Path, name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-fixtures");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join(name);
+    let status = Command::new(go)
+        .args(["build", "-o"])
+        .arg(&out)
+        .arg(".")
+        .current_dir(src)
+        .env("GOCACHE", dir.join("gocache"))
+        .env("GOPATH", dir.join("gopath"))
+        .env("GOTOOLCHAIN", "local")
+        .env("CGO_ENABLED", "0")
+        .status()
+        .unwrap_or_else(|e| panic!("run {}: {e}", go.display()));
+    assert!(status.success(), "go build of {} failed", src.display());
+    out
+}
