@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite of a fresh clone, in one command:
-#   deps (Debian packages) -> rustfmt -> clippy -> cargo test -> UI in Chromium -> fuzz smoke
+#   deps (Debian packages) -> rustfmt -> clippy -> cargo test -> UI in Chromium -> fuzz
+#   harness tests -> fuzz smoke
 # Stops at the first failure. CI runs it through .ci/run.
 #
 # Tests build in the dev profile (dependencies at opt-level 1, see Cargo.toml): on two
@@ -52,6 +53,13 @@ took "tests"
 section "web UI end-to-end (Chromium + playwright-core)"
 "$ROOT/scripts/ui-e2e.sh"
 took "ui e2e"
+
+# The fuzz workspace's own tests: every target has a valid seed, committed seeds and
+# regression inputs pass (the fuzz crate is a separate workspace, so `--workspace` above
+# does not build it).
+section "fuzz harness tests"
+cargo test --manifest-path "$ROOT/fuzz/Cargo.toml" --tests
+took "fuzz harness tests"
 
 # ---- fuzz smoke --------------------------------------------------------------------
 # Owned by the fuzzing work: scripts/fuzz-smoke.sh, when it exists, runs each fuzz target

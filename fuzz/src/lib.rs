@@ -7,10 +7,10 @@
 
 pub mod alloc_meter;
 pub mod chunk;
-pub mod otlp;
 pub mod go_binary;
 pub mod logql;
 pub mod loki;
+pub mod otlp;
 pub mod promql;
 pub mod remote_write;
 pub mod rules;

@@ -37,10 +37,16 @@ fn store() -> &'static LogStore {
             "msg=\"unterminated",
         ];
         let mut batch = LogBatch::default();
-        for (j, (app, env)) in [("api", "prod"), ("web", "prod"), ("api", "dev")].iter().enumerate() {
+        for (j, (app, env)) in [("api", "prod"), ("web", "prod"), ("api", "dev")]
+            .iter()
+            .enumerate()
+        {
             let entries = (0..30)
                 .map(|i| {
-                    let mut e = LogEntry::new(T0 + (i * 10 + j as i64) * SEC, lines[(i as usize + j) % lines.len()]);
+                    let mut e = LogEntry::new(
+                        T0 + (i * 10 + j as i64) * SEC,
+                        lines[(i as usize + j) % lines.len()],
+                    );
                     if i % 7 == 0 {
                         e.metadata = vec![("trace_id".into(), format!("{i:032x}"))];
                     }
@@ -72,7 +78,8 @@ pub fn query(data: &[u8]) {
         ..Default::default()
     };
     for dir in [Direction::Forward, Direction::Backward] {
-        if let Ok(r) = logql::range_query(store, q, T0, T0 + 300 * SEC, 30 * SEC, LIMIT, dir, &opts) {
+        if let Ok(r) = logql::range_query(store, q, T0, T0 + 300 * SEC, 30 * SEC, LIMIT, dir, &opts)
+        {
             check(&r, dir);
         }
     }
@@ -96,10 +103,16 @@ fn check(r: &LogqlResult, dir: Direction) {
             }
         }
         LogqlResult::Matrix(m) => {
-            assert!(m.windows(2).all(|w| w[0].labels < w[1].labels), "matrix not sorted by labels");
+            assert!(
+                m.windows(2).all(|w| w[0].labels < w[1].labels),
+                "matrix not sorted by labels"
+            );
             for s in m {
                 assert!(!s.points.is_empty(), "a series without points");
-                assert!(s.points.windows(2).all(|w| w[0].0 < w[1].0), "points out of order");
+                assert!(
+                    s.points.windows(2).all(|w| w[0].0 < w[1].0),
+                    "points out of order"
+                );
             }
         }
         LogqlResult::Vector(v) => unique(v.iter().map(|s| &s.0)),

@@ -13,13 +13,12 @@
 //! (every series named, labels sorted and unique, no empty names or values).
 
 use lastmile_model::{METRIC_NAME, WriteBatch};
-use lastmile_receivers::otlp::proto::metrics::metric::Data;
 use lastmile_receivers::otlp::proto::{
     ExportLogsServiceRequest, ExportMetricsServiceRequest, ExportTraceServiceRequest,
 };
 use lastmile_receivers::otlp::{
-    Compression, Encoding, OtlpError, decode_request, decompress, logs_from_request,
-    metrics_from_request, spans_from_request,
+    Compression, Encoding, OtlpError, data_points_of, decode_request, decompress,
+    logs_from_request, metrics_from_request, spans_from_request,
 };
 
 use crate::alloc_meter::METER;
@@ -159,14 +158,7 @@ fn metrics(req: ExportMetricsServiceRequest) {
         .iter()
         .flat_map(|r| &r.scope_metrics)
         .flat_map(|s| &s.metrics)
-        .map(|m| match &m.data {
-            None => 1,
-            Some(Data::Gauge(g)) => g.data_points.len() as u64,
-            Some(Data::Sum(s)) => s.data_points.len() as u64,
-            Some(Data::Histogram(h)) => h.data_points.len() as u64,
-            Some(Data::ExponentialHistogram(h)) => h.data_points.len() as u64,
-            Some(Data::Summary(s)) => s.data_points.len() as u64,
-        })
+        .map(data_points_of)
         .sum();
     match metrics_from_request(req, NOW_MS) {
         Ok((batch, refused)) => {

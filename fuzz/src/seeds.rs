@@ -225,8 +225,16 @@ fn chunk_recipe() -> Vec<u8> {
 pub fn all(scratch: &Path) -> Vec<Seed> {
     let mut seeds: Vec<Seed> = Vec::new();
     seeds.extend(crate::otlp::seeds());
-    seeds.push(("go_binary", "pclntab".into(), crate::go_binary::seed_table()));
-    seeds.push(("go_binary", "buildinfo".into(), crate::go_binary::seed_build_info()));
+    seeds.push((
+        "go_binary",
+        "pclntab".into(),
+        crate::go_binary::seed_table(),
+    ));
+    seeds.push((
+        "go_binary",
+        "buildinfo".into(),
+        crate::go_binary::seed_build_info(),
+    ));
     let (basic, full, unusual) = (basic_request(), full_request(), unusual_fields_request());
     for (name, req) in [
         ("basic", &basic),
@@ -403,7 +411,10 @@ tests:
 pub fn loki_seeds() -> Vec<Seed> {
     use lastmile_model::{Labels, LogBatch, LogEntry, LogStream};
     use lastmile_receivers::loki::{encode_push_json, encode_push_proto};
-    let mut e = LogEntry::new(1_700_000_000_123_456_789, "level=info msg=\"hi\" trace_id=4bf92f3577b34da6a3ce929d0e0e4736");
+    let mut e = LogEntry::new(
+        1_700_000_000_123_456_789,
+        "level=info msg=\"hi\" trace_id=4bf92f3577b34da6a3ce929d0e0e4736",
+    );
     e.metadata = vec![("user".into(), "u1".into())];
     let batch = LogBatch {
         streams: vec![
@@ -434,21 +445,39 @@ pub fn loki_seeds() -> Vec<Seed> {
         out.extend_from_slice(&(b.len() as u32).to_le_bytes());
         out
     };
-    let snappy = snap::raw::Encoder::new().compress_vec(&proto).expect("snappy");
+    let snappy = snap::raw::Encoder::new()
+        .compress_vec(&proto)
+        .expect("snappy");
     let mut seeds: Vec<Seed> = vec![
         ("loki_push_decode", "json".into(), with(0, &json)),
         ("loki_push_decode", "proto".into(), with(1, &proto)),
         ("loki_push_body", "json".into(), with(0, &json)),
         ("loki_push_body", "snappy_proto".into(), with(1, &snappy)),
         ("loki_push_body", "gzip_json".into(), with(2, &gzip(&json))),
-        ("loki_push_body", "gzip_snappy_proto".into(), with(3, &gzip(&snappy))),
+        (
+            "loki_push_body",
+            "gzip_snappy_proto".into(),
+            with(3, &gzip(&snappy)),
+        ),
     ];
     for (name, q) in [
         ("selector", r#"{app="api"} |= "error" != "x" |~ "e.r""#),
-        ("json", r#"{app=~"a.*|web"} | json | status >= 500 or level="info" | keep level"#),
-        ("logfmt", r#"{env="prod"} | logfmt | dur > 1s and size < 2KB | line_format "{{.level | upper}} {{ default \"-\" .msg }}""#),
-        ("metric", r#"sum by (app) (rate({env=~".+"} | logfmt | __error__="" [1m] offset 10s))"#),
-        ("topk", r#"topk(2, bytes_over_time({app="api"} | json user_id="user.id" [5m]))"#),
+        (
+            "json",
+            r#"{app=~"a.*|web"} | json | status >= 500 or level="info" | keep level"#,
+        ),
+        (
+            "logfmt",
+            r#"{env="prod"} | logfmt | dur > 1s and size < 2KB | line_format "{{.level | upper}} {{ default \"-\" .msg }}""#,
+        ),
+        (
+            "metric",
+            r#"sum by (app) (rate({env=~".+"} | logfmt | __error__="" [1m] offset 10s))"#,
+        ),
+        (
+            "topk",
+            r#"topk(2, bytes_over_time({app="api"} | json user_id="user.id" [5m]))"#,
+        ),
     ] {
         seeds.push(("logql_query", name.into(), q.as_bytes().to_vec()));
     }
@@ -461,7 +490,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= b as u32;
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc

@@ -63,10 +63,14 @@ fn fresh_seeds_are_valid() {
                 )
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
                 assert!(batch.span_count() > 0, "{name}: no spans");
+            }
             "go_binary" => {
                 let table = lastmile_ebpf::pclntab::functions(data, None).map(|f| f.len());
                 let info = lastmile_ebpf::gobin::build_info_version(data);
-                assert!(table == Ok(2) || info.is_ok(), "{name}: neither a table nor build info");
+                assert!(
+                    table == Ok(2) || info.is_ok(),
+                    "{name}: neither a table nor build info"
+                );
             }
             "rules_file" => {
                 let text = std::str::from_utf8(data).unwrap().to_string();

@@ -33,8 +33,8 @@ use super::naming::{MetricKind, label_name, metric_name};
 use super::proto::ExportMetricsServiceRequest;
 use super::proto::common::KeyValue;
 use super::proto::metrics::{
-    AggregationTemporality, Exemplar, HistogramDataPoint, NumberDataPoint, SummaryDataPoint,
-    exemplar, metric::Data, number_data_point,
+    AggregationTemporality, Exemplar, HistogramDataPoint, Metric, NumberDataPoint,
+    SummaryDataPoint, exemplar, metric::Data, number_data_point,
 };
 use super::refusals::{Refusals, RefuseReason};
 use super::values::{any_value_text, double_text};
@@ -202,6 +202,19 @@ fn attr_text(attrs: &[KeyValue], key: &str) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// How many data points a metric carries, as the converter counts them: each is either
+/// converted or refused (a metric without data counts as one refused point).
+pub fn data_points_of(m: &Metric) -> u64 {
+    (match &m.data {
+        None => 1,
+        Some(Data::Gauge(g)) => g.data_points.len(),
+        Some(Data::Sum(s)) => s.data_points.len(),
+        Some(Data::Histogram(h)) => h.data_points.len(),
+        Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+        Some(Data::Summary(s)) => s.data_points.len(),
+    }) as u64
+}
+
 /// Converts a decoded request; `now_ms` stamps points without a time.
 pub fn metrics_from_request(
     req: ExportMetricsServiceRequest,
@@ -238,15 +251,7 @@ pub fn metrics_from_request(
                 let before = out.data_points;
                 if m.name.is_empty() {
                     // OTLP requires a name; without one there is no series to write.
-                    let points = match &m.data {
-                        None => 1,
-                        Some(Data::Gauge(g)) => g.data_points.len(),
-                        Some(Data::Sum(s)) => s.data_points.len(),
-                        Some(Data::Histogram(h)) => h.data_points.len(),
-                        Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
-                        Some(Data::Summary(s)) => s.data_points.len(),
-                    };
-                    refused.add(RefuseReason::NoName, points as u64, path);
+                    refused.add(RefuseReason::NoName, data_points_of(&m), path);
                     continue;
                 }
                 match &m.data {

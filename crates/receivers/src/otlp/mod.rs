@@ -27,7 +27,7 @@ mod values;
 
 pub use body::{Compression, Encoding, decode_request, decompress};
 pub use logs::{INDEXED_RESOURCE_ATTRIBUTES, logs_from_request};
-pub use metrics::{MetricsBatch, metrics_from_request};
+pub use metrics::{MetricsBatch, data_points_of, metrics_from_request};
 pub use refusals::{Refusals, RefuseReason};
 pub use traces::spans_from_request;
 pub use values::{any_value_json, any_value_text};
