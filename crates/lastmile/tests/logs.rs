@@ -40,31 +40,6 @@ fn push(server: &Lastmile, content_type: &str, extra: &[(&str, &str)], body: &[u
     server.post("/loki/api/v1/push", &h, body)
 }
 
-/// Lines of a log query over the last hour, oldest first.
-fn lines(server: &Lastmile, query: &str) -> Vec<(Labels2, String)> {
-    let end = now_ns() + 60_000_000_000;
-    let start = end - 7_200_000_000_000;
-    let r = server.get(&format!(
-        "/loki/api/v1/query_range?query={}&start={start}&end={end}&limit=5000&direction=forward",
-        enc(query)
-    ));
-    assert_eq!(r.status, 200, "{query}: {}", r.text());
-    let v = r.json();
-    assert_eq!(v["data"]["resultType"], "streams", "{v}");
-    let mut out = Vec::new();
-    for s in v["data"]["result"].as_array().unwrap() {
-        let labels = labels_of(&s["stream"]);
-        for e in s["values"].as_array().unwrap() {
-            let ts: i64 = e[0].as_str().unwrap().parse().unwrap();
-            out.push((ts, labels.clone(), e[1].as_str().unwrap().to_string()));
-        }
-    }
-    out.sort_by_key(|(ts, _, _)| *ts);
-    out.into_iter().map(|(_, l, s)| (l, s)).collect()
-}
-
-type Labels2 = common::Labels;
-
 #[test]
 fn pushed_lines_come_back_through_the_query_api() {
     let dir = TestDir::new();
@@ -114,7 +89,7 @@ fn pushed_lines_come_back_through_the_query_api() {
     );
     assert_eq!(r.status, 204, "{}", r.text());
 
-    let got = lines(&server, r#"{env="test"}"#);
+    let got = log_lines(&server, r#"{env="test"}"#);
     let texts: Vec<&str> = got.iter().map(|(_, s)| s.as_str()).collect();
     assert_eq!(texts.len(), 5, "{got:?}");
     for want in ["first json line", "second json line", "plain"] {
@@ -307,7 +282,7 @@ fn bad_pushes_are_refused_whole_and_store_nothing() {
     .unwrap();
     assert_eq!(r.status, 413, "{}", r.text());
 
-    let got = lines(&server, r#"{job="bad"}"#);
+    let got = log_lines(&server, r#"{job="bad"}"#);
     assert_eq!(
         got.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>(),
         vec!["kept"],

@@ -772,20 +772,10 @@ fn inherited_resource_attributes_reach_otlp_metrics_and_logs() {
         Framing::ContentLength,
     );
     assert_eq!(r.status, 200, "{}", r.text());
-    let r = server.get(&format!(
-        "/loki/api/v1/query_range?query={}&start={}&end={}",
-        enc(r#"{service_name="inheriting", service_version="1.4.2"}"#),
-        t - 3_600_000_000_000,
-        t + 60_000_000_000
-    ));
-    assert_eq!(r.status, 200, "{}", r.text());
-    let v = r.json();
-    let lines: Vec<&str> = v["data"]["result"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|s| s["values"].as_array().unwrap())
-        .map(|p| p[1].as_str().unwrap())
-        .collect();
-    assert_eq!(lines, ["queue drained"], "{v}");
+    let got = log_lines(
+        &server,
+        r#"{service_name="inheriting", service_version="1.4.2"}"#,
+    );
+    let lines: Vec<&str> = got.iter().map(|(_, l)| l.as_str()).collect();
+    assert_eq!(lines, ["queue drained"], "{got:?}");
 }

@@ -233,27 +233,16 @@ fn check_logs(server: &Lastmile, sent: &Sent) {
             .unwrap()
     };
     let q = format!("{{service_name=\"checkout-{}\"}}", sent.run);
-    let r = server.get(&format!(
-        "/loki/api/v1/query_range?query={}&start={}&end={}&direction=forward",
-        enc(&q),
-        (now_ms() - 3_600_000) * 1_000_000,
-        (now_ms() + 60_000) * 1_000_000
-    ));
-    assert_eq!(r.status, 200, "{q}: {}", r.text());
-    let v = r.json();
-    let mut lines: Vec<(String, Labels)> = Vec::new();
-    for stream in v["data"]["result"].as_array().expect("streams") {
-        let labels = labels_of(&stream["stream"]);
-        for value in stream["values"].as_array().unwrap() {
-            lines.push((value[1].as_str().unwrap().to_owned(), labels.clone()));
-        }
-    }
+    let mut lines: Vec<(String, Labels)> = log_lines(server, &q)
+        .into_iter()
+        .map(|(labels, line)| (line, labels))
+        .collect();
     lines.sort_by(|a, b| a.0.cmp(&b.0));
     let texts: Vec<&str> = lines.iter().map(|(l, _)| l.as_str()).collect();
     assert_eq!(
         texts,
         ["query failed: deadlock detected", "served cart 42"],
-        "{v}"
+        "{lines:?}"
     );
     let (_, failed) = &lines[0];
     assert_eq!(failed["service_namespace"], "shop", "{failed:?}");

@@ -959,3 +959,27 @@ pub fn go_build(go: &Path, src: &Path, name: &str) -> PathBuf {
     assert!(status.success(), "go build of {} failed", src.display());
     out
 }
+
+/// Log lines a LogQL stream query returns over the last two hours, oldest first, each with
+/// its stream's labels (structured metadata included, as Loki 3 shows them).
+pub fn log_lines(server: &Lastmile, query: &str) -> Vec<(Labels, String)> {
+    let end = (now_ms() + 60_000) * 1_000_000;
+    let start = end - 7_200_000_000_000;
+    let r = server.get(&format!(
+        "/loki/api/v1/query_range?query={}&start={start}&end={end}&limit=5000&direction=forward",
+        enc(query)
+    ));
+    assert_eq!(r.status, 200, "{query}: {}", r.text());
+    let v = r.json();
+    assert_eq!(v["data"]["resultType"], "streams", "{v}");
+    let mut out = Vec::new();
+    for s in v["data"]["result"].as_array().unwrap() {
+        let labels = labels_of(&s["stream"]);
+        for e in s["values"].as_array().unwrap() {
+            let ts: i64 = e[0].as_str().unwrap().parse().unwrap();
+            out.push((ts, labels.clone(), e[1].as_str().unwrap().to_string()));
+        }
+    }
+    out.sort_by_key(|(ts, _, _)| *ts);
+    out.into_iter().map(|(_, l, s)| (l, s)).collect()
+}
