@@ -16,14 +16,14 @@ use tantivy::schema::{
     BytesOptions, Field, IndexRecordOption, NumericOptions, STORED, Schema, TextFieldIndexing,
     TextOptions,
 };
-use tantivy::tokenizer::{RemoveLongFilter, SimpleTokenizer, TextAnalyzer};
+use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{Index, Term};
 
 use crate::streams::StreamId;
 
-/// Tokens longer than this are not indexed (long hex blobs, base64 payloads): they would
-/// bloat the term dictionary for searches nobody types.
-pub const MAX_TOKEN_LEN: usize = 64;
+pub use crate::tokens::MAX_TOKEN_LEN;
+use crate::tokens::{self, MIN_TAGGED_LEN, TAG_PREFIX};
+
 pub const TOKENIZER: &str = "lastmile_log";
 
 #[derive(Clone, Copy)]
@@ -35,10 +35,22 @@ pub struct Fields {
     /// Bit 0: the line has structured metadata (which LogQL turns into labels, so
     /// metric queries must read those lines).
     pub flags: Field,
+    /// The trace id, indexed (not stored: see `ids_at`).
     pub trace: Field,
-    pub span: Field,
+    /// The trace id's bytes, stored when the line's text does not spell it.
+    pub trace_bytes: Field,
+    /// The span id's bytes, stored when the line's text does not spell it.
+    pub span_bytes: Field,
+    /// Where the line's text spells its trace and span ids in lowercase hex: two u16
+    /// (little endian) byte offsets, `u16::MAX` for "not in the text". Random ids do not
+    /// compress; most lines carry them in their text already, so they are not kept twice.
+    pub ids_at: Field,
     pub meta: Field,
 }
+
+/// Bumped when the index's schema or its terms change meaning; an index written with
+/// another version is refused at open, with a message saying what to do.
+pub const FORMAT_VERSION: u32 = 2;
 
 pub fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
@@ -50,11 +62,15 @@ pub fn schema() -> (Schema, Fields) {
     );
     let line = b.add_text_field("line", line_opts);
     let stream = b.add_u64_field("stream", NumericOptions::default().set_indexed().set_fast());
-    let ts = b.add_i64_field("ts", NumericOptions::default().set_indexed().set_fast());
+    // Time ranges are answered from the column; indexed, every distinct timestamp would be
+    // a term.
+    let ts = b.add_i64_field("ts", NumericOptions::default().set_fast());
     let len = b.add_u64_field("len", NumericOptions::default().set_fast());
     let flags = b.add_u64_field("flags", NumericOptions::default().set_fast());
-    let trace = b.add_bytes_field("trace", BytesOptions::default().set_indexed().set_stored());
-    let span = b.add_bytes_field("span", STORED);
+    let trace = b.add_bytes_field("trace", BytesOptions::default().set_indexed());
+    let trace_bytes = b.add_bytes_field("trace_bytes", STORED);
+    let span_bytes = b.add_bytes_field("span_bytes", STORED);
+    let ids_at = b.add_bytes_field("ids_at", STORED);
     let meta = b.add_bytes_field("meta", STORED);
     (
         b.build(),
@@ -65,18 +81,19 @@ pub fn schema() -> (Schema, Fields) {
             len,
             flags,
             trace,
-            span,
+            trace_bytes,
+            span_bytes,
+            ids_at,
             meta,
         },
     )
 }
 
-/// Case-sensitive alphanumeric runs (LogQL's `|=` is case-sensitive), long ones dropped.
 pub fn register_tokenizer(index: &Index) {
-    let analyzer = TextAnalyzer::builder(SimpleTokenizer::default())
-        .filter(RemoveLongFilter::limit(MAX_TOKEN_LEN + 1))
-        .build();
-    index.tokenizers().register(TOKENIZER, analyzer);
+    index.tokenizers().register(
+        TOKENIZER,
+        TextAnalyzer::from(tokens::LineTokenizer::default()),
+    );
 }
 
 /// What a read selects. Lines outside it are never returned; lines inside it are
@@ -164,7 +181,9 @@ pub fn trace_query(f: &Fields, trace: &[u8; 16], start_ns: i64, end_ns: i64) -> 
 /// separator on both sides inside the needle is a whole token of the line; the first run
 /// may be the end of a longer token and the last one its start, so they become suffix and
 /// prefix conditions (regular expressions over the term dictionary). Runs longer than the
-/// indexed limit give no condition (their tokens are not indexed).
+/// indexed limit give no condition (their tokens are not indexed). A hex run may sit in a
+/// line token that the index keeps only as a tag (see [`tokens`]): such a run's condition
+/// also accepts every tag the token could have, or is dropped when that is any tag.
 pub fn needle_queries(field: Field, needle: &str) -> Vec<Box<dyn Query>> {
     let mut runs: Vec<(usize, usize)> = Vec::new();
     let mut start = None;
@@ -181,39 +200,90 @@ pub fn needle_queries(field: Field, needle: &str) -> Vec<Box<dyn Query>> {
     if let Some(s) = start {
         runs.push((s, needle.len()));
     }
-    let mut exact = Vec::new();
-    let mut partial = Vec::new();
+    // (cost rank, condition): rank 0 are single terms, cheap and selective; higher ranks
+    // walk more of the term dictionary.
+    let mut conditions: Vec<(u8, Box<dyn Query>)> = Vec::new();
     for &(s, e) in &runs {
         let tok = &needle[s..e];
         if tok.len() > MAX_TOKEN_LEN {
             continue;
         }
-        let open_left = s == 0;
-        let open_right = e == needle.len();
-        match (open_left, open_right) {
-            (false, false) => exact.push(Box::new(TermQuery::new(
-                Term::from_field_text(field, tok),
-                IndexRecordOption::Basic,
-            )) as Box<dyn Query>),
-            (false, true) => partial.push((1, format!("{}.*", regex_escape(tok)))),
-            (true, false) => partial.push((2, format!(".*{}", regex_escape(tok)))),
-            (true, true) => partial.push((3, format!(".*{}.*", regex_escape(tok)))),
+        if let Some(c) = run_condition(field, tok, s == 0, e == needle.len()) {
+            conditions.push(c);
         }
     }
-    if !exact.is_empty() {
-        // Exact terms are cheap and selective; the partial ones would only cost a scan of
-        // the term dictionary.
-        return exact;
+    if conditions.iter().any(|(rank, _)| *rank == 0) {
+        return conditions
+            .into_iter()
+            .filter(|(rank, _)| *rank == 0)
+            .map(|(_, q)| q)
+            .collect();
     }
     // A prefix walks a small part of the dictionary; suffix and infix walk all of it,
-    // which still beats reading every line.
-    partial.sort();
-    partial
-        .into_iter()
-        .take(1)
-        .filter_map(|(_, re)| RegexQuery::from_pattern(&re, field).ok())
-        .map(|q| Box::new(q) as Box<dyn Query>)
-        .collect()
+    // which still beats reading every line. One is enough to narrow the candidates.
+    conditions.sort_by_key(|(rank, _)| *rank);
+    conditions.into_iter().take(1).map(|(_, q)| q).collect()
+}
+
+/// The condition for one run of a needle; `open_left`/`open_right` say whether the line's
+/// token may extend beyond the run on that side.
+fn run_condition(
+    field: Field,
+    tok: &str,
+    open_left: bool,
+    open_right: bool,
+) -> Option<(u8, Box<dyn Query>)> {
+    let term = |t: &str| -> Box<dyn Query> {
+        Box::new(TermQuery::new(
+            Term::from_field_text(field, t),
+            IndexRecordOption::Basic,
+        ))
+    };
+    if !open_left && !open_right {
+        // The line holds the run as a whole token.
+        return Some((
+            0,
+            if tokens::is_tagged(tok) {
+                term(&tokens::tag(tok.len(), &tok[..TAG_PREFIX]))
+            } else {
+                term(tok)
+            },
+        ));
+    }
+    let escaped = regex_escape(tok);
+    let (rank, words) = match (open_left, open_right) {
+        (false, _) => (1, format!("{escaped}.*")),
+        (true, false) => (2, format!(".*{escaped}")),
+        (true, true) => (3, format!(".*{escaped}.*")),
+    };
+    // The line token holding the run may be a word, a tagged hex run, or a run too long
+    // to index (which the line's long-token mark stands for).
+    let mut either = vec![words];
+    if tok.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let tags = match (open_left, open_right) {
+            // It starts with the run: its tag's prefix is known once the run has one.
+            (false, _) if tok.len() >= TAG_PREFIX => {
+                tokens::tags_pattern(tok.len(), Some(&tok[..TAG_PREFIX]))
+            }
+            // It is the run itself, or longer with any prefix.
+            (true, true) if tok.len() >= MIN_TAGGED_LEN => {
+                let same = format!("\\x01{:02}{}", tok.len(), &tok[..TAG_PREFIX]);
+                format!("{same}|{}", tokens::tags_pattern(tok.len() + 1, None))
+            }
+            // It ends with the run: any prefix, at least as long.
+            (true, false) if tok.len() >= MIN_TAGGED_LEN => tokens::tags_pattern(tok.len(), None),
+            // Any tag could hold it: the index cannot narrow the read.
+            _ => return None,
+        };
+        either.push(tags);
+    }
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> = either
+        .iter()
+        .map(|p| RegexQuery::from_pattern(p, field).map(|q| (Occur::Should, Box::new(q) as _)))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    clauses.push((Occur::Should, term(tokens::LONG_TOKEN_MARK)));
+    Some((rank, Box::new(BooleanQuery::new(clauses))))
 }
 
 fn regex_escape(s: &str) -> String {
@@ -225,4 +295,34 @@ fn regex_escape(s: &str) -> String {
         out.push(c);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pattern the term-dictionary automaton refuses would silently drop its condition
+    /// (a full read instead of an index lookup).
+    #[test]
+    fn every_needle_gives_conditions_that_compile() {
+        let (_, f) = schema();
+        for needle in [
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+            "=4bf92f3577b34da6a3ce929d0e0e4736",
+            "4bf92f3577b34da6a3ce929d0e0e4736 ",
+            "00f067aa0ba902b7",
+            "-cafe",
+            "word",
+            "x.y",
+        ] {
+            let queries = needle_queries(f.line, needle);
+            assert_eq!(queries.len(), 1, "{needle}");
+        }
+        for len in [16, 32, 63, 64] {
+            let tok = "a".repeat(len);
+            for (l, r) in [(false, true), (true, false), (true, true)] {
+                assert!(run_condition(f.line, &tok, l, r).is_some(), "{len} {l} {r}");
+            }
+        }
+    }
 }

@@ -13,9 +13,11 @@
 //! [`LogStore::lines_for_trace`] returns every line of a trace.
 
 mod codec;
+mod doc;
 mod index;
 mod store;
 mod streams;
+mod tokens;
 
 use std::path::{Path, PathBuf};
 
@@ -42,6 +44,15 @@ pub enum LogStoreError {
     Index(#[from] tantivy::TantivyError),
     #[error("log data directory {0} is in use by another lastmile process")]
     Locked(PathBuf),
+    #[error(
+        "the log index in {dir} has format {found}, this lastmile reads format {want}: \
+         move that directory away (its lines are not read) or use the lastmile that wrote it"
+    )]
+    Format {
+        dir: PathBuf,
+        found: String,
+        want: u32,
+    },
     #[error("the log store is closed")]
     Closed,
 }

@@ -18,12 +18,11 @@ use std::task::{Context, Poll, Wake};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use lastmile_model::{Labels, LogBatch, LogEntry, Matcher, SpanId, TraceId};
+use lastmile_model::{Labels, LogBatch, LogEntry, Matcher, TraceId};
 use lastmile_store::StoreMetrics;
 use lastmile_store::wal::{self, Wal, WalSync};
 use parking_lot::{Condvar, Mutex, RwLock};
 use tantivy::query::{EnableScoring, Query};
-use tantivy::schema::Value;
 use tantivy::store::{Compressor, ZstdCompressor};
 use tantivy::{
     DocId, Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, Searcher, SegmentReader,
@@ -31,7 +30,8 @@ use tantivy::{
 };
 
 use crate::LogStoreError;
-use crate::codec::{REC_LOG_BATCH, decode_batch, decode_metadata, encode_batch, encode_metadata};
+use crate::codec::{REC_LOG_BATCH, decode_batch, encode_batch};
+use crate::doc::{self, entry_from_doc};
 use crate::index::{self, Fields, Selection};
 use crate::streams::{StreamId, StreamInfo, Streams};
 
@@ -187,9 +187,13 @@ impl LogStore {
         let (schema, fields) = index::schema();
         let index_dir = dir.join("index");
         fs::create_dir_all(&index_dir).map_err(|e| LogStoreError::io(&index_dir, e))?;
+        let format_path = index_dir.join(FORMAT_FILE);
         let index = if Index::exists(&tantivy::directory::MmapDirectory::open(&index_dir)?)? {
+            check_format(&format_path)?;
             Index::open_in_dir(&index_dir)?
         } else {
+            fs::write(&format_path, index::FORMAT_VERSION.to_string())
+                .map_err(|e| LogStoreError::io(&format_path, e))?;
             let settings = IndexSettings {
                 docstore_compression: Compressor::Zstd(ZstdCompressor {
                     compression_level: Some(opts.docstore_zstd_level),
@@ -869,29 +873,35 @@ fn index_batch(
         for e in &s.entries {
             streams.observe(id, e.timestamp_ns, !e.metadata.is_empty());
             *max_ts = (*max_ts).max(e.timestamp_ns);
-            let mut doc = TantivyDocument::new();
-            doc.add_text(f.line, &e.line);
-            doc.add_u64(f.stream, id);
-            doc.add_i64(f.ts, e.timestamp_ns);
-            doc.add_u64(f.len, e.line.len() as u64);
-            doc.add_u64(f.flags, u64::from(!e.metadata.is_empty()));
-            if let Some(t) = e.trace_id {
-                doc.add_bytes(f.trace, &t.0);
-            }
-            if let Some(s) = e.span_id {
-                doc.add_bytes(f.span, &s.0);
-            }
-            if !e.metadata.is_empty() {
-                meta.clear();
-                encode_metadata(&mut meta, &e.metadata);
-                doc.add_bytes(f.meta, &meta);
-            }
+            let doc = doc::to_doc(f, id, e, &mut meta);
             writer.add_document(doc)?;
             head.bytes += e.line.len();
             head.lines.push((id, e.clone()));
         }
     }
     Ok(head)
+}
+
+/// Names the index format version inside the index directory.
+const FORMAT_FILE: &str = "lastmile-format";
+
+/// Refuses an index written with another format: its terms would be read with the wrong
+/// meaning (searches would silently miss lines).
+fn check_format(path: &Path) -> Result<(), LogStoreError> {
+    let found = match fs::read_to_string(path) {
+        Ok(s) => s.trim().parse::<u32>().ok(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(1),
+        Err(e) => return Err(LogStoreError::io(path, e)),
+    };
+    if found == Some(index::FORMAT_VERSION) {
+        return Ok(());
+    }
+    let dir = path.parent().unwrap_or(path).to_path_buf();
+    Err(LogStoreError::Format {
+        dir,
+        found: found.map_or_else(|| "unreadable".to_string(), |v| v.to_string()),
+        want: index::FORMAT_VERSION,
+    })
 }
 
 fn parse_payload(p: &str) -> Option<u64> {
@@ -1079,36 +1089,6 @@ impl<'a> Fetcher<'a> {
                 Ok(Fetched::Owned(entry_from_doc(self.f, &d, c.ts)))
             }
         }
-    }
-}
-
-fn entry_from_doc(f: &Fields, doc: &TantivyDocument, ts: i64) -> LogEntry {
-    let line = doc
-        .get_first(f.line)
-        .and_then(|v| v.as_str())
-        .unwrap_or("")
-        .to_owned();
-    let metadata = doc
-        .get_first(f.meta)
-        .and_then(|v| v.as_bytes())
-        .and_then(decode_metadata)
-        .unwrap_or_default();
-    let trace_id = doc
-        .get_first(f.trace)
-        .and_then(|v| v.as_bytes())
-        .and_then(|b| <[u8; 16]>::try_from(b).ok())
-        .map(TraceId);
-    let span_id = doc
-        .get_first(f.span)
-        .and_then(|v| v.as_bytes())
-        .and_then(|b| <[u8; 8]>::try_from(b).ok())
-        .map(SpanId);
-    LogEntry {
-        timestamp_ns: ts,
-        line,
-        metadata,
-        trace_id,
-        span_id,
     }
 }
 

@@ -270,3 +270,124 @@ fn ordered_reads_page_through_a_long_sparse_range() {
     assert_eq!(back[0], "late 49");
     assert_eq!(back[50], "early 49");
 }
+
+/// Lines whose tokens are words, short hex, ids the index keeps only as tags (16–64 hex
+/// characters) and hex runs too long to index.
+fn id_lines() -> Vec<String> {
+    let ids = [
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "4bf92f3577b34da6a3ce929d0e0e4737",
+        "00f067aa0ba902b7",
+        "00f067aa0ba902b7ffffffff",
+        "ABCDEF0123456789ABCDEF0123456789",
+        "cafe12",
+        "deadbeefdeadbeefdeadbeefdeadbeefdeadbeefdeadbeefdeadbeefdeadbeefdeadbeef00",
+    ];
+    let mut lines = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        lines.push(format!("trace_id={id} n={i}"));
+        lines.push(format!(r#"{{"span":"x{id}","n":{i}}}"#));
+        lines.push(format!("traceparent: 00-{id}-00f067aa0ba902b7-01 #{i}"));
+    }
+    lines
+}
+
+#[test]
+fn substring_search_finds_every_line_that_holds_the_needle() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LogStore::open(dir.path(), opts()).unwrap();
+    let lines = id_lines();
+    let entries = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| LogEntry::new(T0 + i as i64, l.clone()))
+        .collect();
+    store
+        .append(&LogBatch {
+            streams: vec![LogStream {
+                labels: Labels::from_pairs([("job", "ids")]),
+                entries,
+            }],
+        })
+        .unwrap();
+    store.commit().unwrap();
+    let needles = [
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "=4bf92f3577b34da6a3ce929d0e0e4736 ",
+        "4bf92f35",
+        "-4bf92f35",
+        "0e0e4737",
+        "e929d0e0e4736",
+        "00f067aa0ba902b7",
+        "00f067aa0ba902b7-",
+        "=00f067aa0ba902b7 ",
+        "a0ba902b7fff",
+        "ABCDEF0123456789",
+        "abcdef0123456789",
+        "cafe12",
+        "afe1",
+        "x4bf92f3577b34da6a3ce929d0e0e4736",
+        "deadbeefdeadbeefdeadbeef",
+        "beef00",
+        "no such thing",
+        "traceparent",
+    ];
+    for needle in needles {
+        let mut sel = Selection::new(T0, T0 + SEC);
+        sel.required = vec![needle.to_string()];
+        let mut found = Vec::new();
+        let mut visited = 0;
+        store
+            .for_each_line(&sel, true, |l| {
+                visited += 1;
+                let line = &l.entry.unwrap().line;
+                if line.contains(needle) {
+                    found.push(line.clone());
+                }
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        found.sort();
+        let mut want: Vec<String> = lines
+            .iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect();
+        want.sort();
+        assert_eq!(found, want, "needle {needle:?}");
+        // Words, ids with separators on both sides, and ids no longer hex run can hold
+        // narrow the read through the index.
+        let narrow = [
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+            "=4bf92f3577b34da6a3ce929d0e0e4736 ",
+            "=00f067aa0ba902b7 ",
+            "traceparent",
+            "no such thing",
+        ];
+        if narrow.contains(&needle) {
+            assert!(
+                visited < lines.len() / 2,
+                "needle {needle:?} read {visited} lines for {} hits",
+                want.len()
+            );
+        }
+    }
+}
+
+#[test]
+fn an_index_of_another_format_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LogStore::open(dir.path(), opts()).unwrap();
+    store.append(&batch(T0, 3)).unwrap();
+    store.commit().unwrap();
+    drop(store);
+    std::fs::write(dir.path().join("index/lastmile-format"), "1").unwrap();
+    let err = LogStore::open(dir.path(), opts())
+        .err()
+        .expect("an old index must be refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("has format 1") && msg.contains("move that directory away"),
+        "{msg}"
+    );
+}
