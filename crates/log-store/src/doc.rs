@@ -1,6 +1,6 @@
 //! A log line as an index document, and back.
 
-use lastmile_model::trace_id::{from_hex, hex};
+use lastmile_model::trace_id::from_hex;
 use lastmile_model::{LogEntry, SpanId, TraceId};
 use tantivy::TantivyDocument;
 use tantivy::schema::Value;
@@ -54,9 +54,17 @@ pub fn to_doc(
     doc
 }
 
-/// Where `line` spells `id` in lowercase hex, if at an offset that fits.
+/// Where `line` spells `id` (at most 16 bytes) in lowercase hex, if at an offset that fits.
 fn offset_in(line: &str, id: &[u8]) -> u16 {
-    line.find(&hex(id))
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    // On the stack: this runs for every line that has an id.
+    let mut spelled = [0u8; 32];
+    let n = id.len().min(16);
+    for (i, b) in id[..n].iter().enumerate() {
+        spelled[2 * i] = DIGITS[usize::from(b >> 4)];
+        spelled[2 * i + 1] = DIGITS[usize::from(b & 15)];
+    }
+    memchr::memmem::find(line.as_bytes(), &spelled[..2 * n])
         .and_then(|at| u16::try_from(at).ok())
         .filter(|&at| at != NOT_IN_TEXT)
         .unwrap_or(NOT_IN_TEXT)
