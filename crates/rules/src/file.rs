@@ -15,8 +15,6 @@
 //! tests: [...]
 //! ```
 
-use std::collections::BTreeMap;
-
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
@@ -28,18 +26,6 @@ use crate::relabel::RelabelConfig;
 use crate::sampling::TailSamplingConfig;
 use crate::testing::RuleTestConfig;
 
-/// Top-level keys of a rules file.
-pub const RULE_KEYS: [&str; 8] = [
-    "metric_relabel_configs",
-    "inherit",
-    "cardinality",
-    "naming",
-    "tail_sampling",
-    "log_rules",
-    "canary",
-    "tests",
-];
-
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CanaryConfig {
@@ -48,20 +34,46 @@ pub struct CanaryConfig {
     pub fraction: f64,
 }
 
-/// One document's rule sections, each with where it was written.
-#[derive(Debug, Default, Deserialize)]
-pub struct RulesDoc {
+/// Declares the document's sections once, for both kinds of document: [`RulesDoc`], which
+/// ignores other keys (the serve config's own keys sit beside them), and the strict form a
+/// rules file is read with, so that one parse both reads it and refuses unknown keys.
+macro_rules! rules_doc {
+    ($($(#[$attr:meta])* $field:ident: $ty:ty,)*) => {
+        /// One document's rule sections, each with where it was written.
+        #[derive(Debug, Default, Deserialize)]
+        pub struct RulesDoc {
+            $($(#[$attr])* pub $field: $ty,)*
+        }
+
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct StrictRulesDoc {
+            $($(#[$attr])* $field: $ty,)*
+        }
+
+        impl From<StrictRulesDoc> for RulesDoc {
+            fn from(d: StrictRulesDoc) -> RulesDoc {
+                RulesDoc { $($field: d.$field,)* }
+            }
+        }
+
+        /// Top-level keys of a rules file.
+        pub const RULE_KEYS: &[&str] = &[$(stringify!($field),)*];
+    };
+}
+
+rules_doc! {
     #[serde(default)]
-    pub metric_relabel_configs: Vec<Spanned<RelabelConfig>>,
-    pub inherit: Option<Spanned<InheritConfig>>,
-    pub cardinality: Option<Spanned<CardinalityConfig>>,
-    pub naming: Option<Spanned<NamingConfig>>,
-    pub tail_sampling: Option<Spanned<TailSamplingConfig>>,
+    metric_relabel_configs: Vec<Spanned<RelabelConfig>>,
+    inherit: Option<Spanned<InheritConfig>>,
+    cardinality: Option<Spanned<CardinalityConfig>>,
+    naming: Option<Spanned<NamingConfig>>,
+    tail_sampling: Option<Spanned<TailSamplingConfig>>,
     #[serde(default)]
-    pub log_rules: Vec<Spanned<LogRuleConfig>>,
-    pub canary: Option<Spanned<CanaryConfig>>,
+    log_rules: Vec<Spanned<LogRuleConfig>>,
+    canary: Option<Spanned<CanaryConfig>>,
     #[serde(default)]
-    pub tests: Vec<Spanned<RuleTestConfig>>,
+    tests: Vec<Spanned<RuleTestConfig>>,
 }
 
 /// What a document is: a rules file (only rule keys allowed) or the serve config (its
@@ -189,23 +201,33 @@ pub fn parse_doc(src: &RulesSource) -> Result<RulesDoc, LoadError> {
         )
     };
     if src.kind == SourceKind::RulesFile {
-        let keys: BTreeMap<String, serde::de::IgnoredAny> =
-            serde_saphyr::from_str(&src.text).map_err(yaml_err)?;
-        if let Some(k) = keys.keys().find(|k| !RULE_KEYS.contains(&k.as_str())) {
-            return Err(LoadError::new(
-                Loc {
-                    file: src.name.clone(),
-                    line: key_line(&src.text, k),
-                    column: 1,
-                },
-                format!(
-                    "unknown key {k:?} (a rules file holds {})",
-                    RULE_KEYS.join(", ")
-                ),
-            ));
-        }
+        return serde_saphyr::from_str::<StrictRulesDoc>(&src.text)
+            .map(RulesDoc::from)
+            .map_err(|e| unknown_key(src, &e).unwrap_or_else(|| yaml_err(e)));
     }
     serde_saphyr::from_str(&src.text).map_err(yaml_err)
+}
+
+/// A rules file's unknown top-level key, said in the file's terms, at the key's line.
+fn unknown_key(src: &RulesSource, e: &serde_saphyr::Error) -> Option<LoadError> {
+    let text = e.to_string();
+    let key = text.split("unknown field `").nth(1)?.split('`').next()?;
+    let line = key_line(&src.text, key);
+    // A nested section's unknown field is that section's error, reported as YAML gives it.
+    if line == 0 {
+        return None;
+    }
+    Some(LoadError::new(
+        Loc {
+            file: src.name.clone(),
+            line,
+            column: 1,
+        },
+        format!(
+            "unknown key {key:?} (a rules file holds {})",
+            RULE_KEYS.join(", ")
+        ),
+    ))
 }
 
 /// Every source's sections merged, each item with its location.
@@ -307,7 +329,11 @@ mod tests {
         ))
         .unwrap_err();
         assert_eq!(e.loc.line, 4, "{e}");
-        assert!(e.to_string().contains("cardinalty"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("unknown key \"cardinalty\" (a rules file holds metric_relabel_configs,"),
+            "{e}"
+        );
         let e = parse_doc(&RulesSource::rules_file(
             "r.yml",
             "metric_relabel_configs:\n  - action: drop\n    regexp: x\n",

@@ -42,7 +42,9 @@ pub struct RuleSet {
     pub source_hash: u64,
     pub loaded_at_ms: i64,
     pub sources: Vec<String>,
-    pub(crate) relabel: Vec<RelabelRule>,
+    /// Shared with the copy the file's tests run on (cloning a compiled regex gives it a
+    /// fresh, cold cache; sharing lets the tests warm the live rules' caches too).
+    pub(crate) relabel: Arc<[RelabelRule]>,
     /// Where each relabel rule was written, and how many series it dropped.
     pub(crate) relabel_locs: Vec<Loc>,
     pub(crate) relabel_drops: Vec<AtomicU64>,
@@ -181,7 +183,7 @@ impl RuleSet {
             loaded_at_ms,
             sources: m.sources,
             relabel_drops: relabel.iter().map(|_| AtomicU64::new(0)).collect(),
-            relabel,
+            relabel: relabel.into(),
             relabel_locs,
             inherit,
             labels,
