@@ -94,28 +94,28 @@ impl LineTokens<'_> {
 
 impl TokenStream for LineTokens<'_> {
     fn advance(&mut self) -> bool {
-        while let Some((from, to)) = self.next_run() {
-            let run = &self.text[from..to];
-            self.token.text.clear();
-            if run.len() > MAX_TOKEN_LEN {
-                self.token.text.push_str(LONG_TOKEN_MARK);
-            } else if is_tagged(run) {
-                // Writing into a String cannot fail.
-                let _ = write!(
-                    self.token.text,
-                    "{TAG_MARK}{:02}{}",
-                    run.len(),
-                    &run[..TAG_PREFIX]
-                );
-            } else {
-                self.token.text.push_str(run);
-            }
-            self.token.offset_from = from;
-            self.token.offset_to = to;
-            self.token.position = self.token.position.wrapping_add(1);
-            return true;
+        let Some((from, to)) = self.next_run() else {
+            return false;
+        };
+        let run = &self.text[from..to];
+        self.token.text.clear();
+        if run.len() > MAX_TOKEN_LEN {
+            self.token.text.push_str(LONG_TOKEN_MARK);
+        } else if is_tagged(run) {
+            // Writing into a String cannot fail.
+            let _ = write!(
+                self.token.text,
+                "{TAG_MARK}{:02}{}",
+                run.len(),
+                &run[..TAG_PREFIX]
+            );
+        } else {
+            self.token.text.push_str(run);
         }
-        false
+        self.token.offset_from = from;
+        self.token.offset_to = to;
+        self.token.position = self.token.position.wrapping_add(1);
+        true
     }
 
     fn token(&self) -> &Token {

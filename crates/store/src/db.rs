@@ -208,12 +208,40 @@ impl Db {
         maxt: i64,
         with_chunks: bool,
     ) -> Result<Vec<SelectedSeries>, StoreError> {
-        let mut sources = Vec::new();
-        for b in self.blocks_overlapping(mint, maxt) {
-            sources.push(b.select(matchers, mint, maxt, with_chunks)?);
-        }
-        if self.head_overlaps(mint, maxt) {
-            sources.push(self.head.select(matchers, mint, maxt, with_chunks));
+        let blocks = self.blocks_overlapping(mint, maxt);
+        let from_head = || {
+            self.head_overlaps(mint, maxt)
+                .then(|| self.head.select(matchers, mint, maxt, with_chunks))
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut sources = Vec::with_capacity(blocks.len() + 1);
+        if threads > 1 && blocks.len() >= 2 {
+            // A long range spans several blocks, each selected on its own (postings, labels,
+            // chunk refs): on a helper thread for half of them, this one doing the rest and
+            // the head. The results are merged by labels, so their order does not matter.
+            let (theirs, ours) = blocks.split_at(blocks.len() / 2);
+            let select_all = |bs: &[Arc<Block>]| -> Result<Vec<Vec<SelectedSeries>>, StoreError> {
+                bs.iter()
+                    .map(|b| b.select(matchers, mint, maxt, with_chunks))
+                    .collect()
+            };
+            let (a, b, head) = std::thread::scope(|scope| {
+                let helper = scope.spawn(|| select_all(theirs));
+                let b = select_all(ours);
+                let head = from_head();
+                let a = helper
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p));
+                (a, b, head)
+            });
+            sources.extend(a?);
+            sources.extend(b?);
+            sources.extend(head);
+        } else {
+            for b in &blocks {
+                sources.push(b.select(matchers, mint, maxt, with_chunks)?);
+            }
+            sources.extend(from_head());
         }
         Ok(merge_sources(sources))
     }

@@ -111,18 +111,28 @@ impl SelectedSeries {
             if !c.overlaps(mint, maxt) {
                 continue;
             }
-            for s in c.iter() {
-                if s.t > maxt {
-                    // Samples of a chunk are in time order.
-                    break;
+            let before = out.len();
+            out.reserve(usize::from(c.count));
+            // A chunk's samples are in time order: bounds are checked only where the
+            // chunk crosses them, and order only where one chunk meets the next (per
+            // sample, those checks were a third of decoding).
+            // Plain loops: `extend` kept the decoder from being inlined into them.
+            if c.min_t >= mint && c.max_t <= maxt {
+                for s in c.iter() {
+                    out.push(s);
                 }
-                if s.t < mint {
-                    continue;
+            } else {
+                for s in c.iter() {
+                    if s.t > maxt {
+                        break;
+                    }
+                    if s.t >= mint {
+                        out.push(s);
+                    }
                 }
-                if out.last().is_some_and(|last: &Sample| s.t <= last.t) {
-                    sorted = false;
-                }
-                out.push(s);
+            }
+            if before > 0 && out.len() > before && out[before].t <= out[before - 1].t {
+                sorted = false;
             }
         }
         if !sorted {

@@ -38,6 +38,78 @@ impl LoadedSeries {
     }
 }
 
+/// A selector's series selected but not decoded. The step evaluator decodes each on the
+/// thread that evaluates it, into a reused buffer, right before using its points: a range
+/// query then never holds all its samples at once (decoding everything first cost a large
+/// allocation, its page faults, and a second pass over memory).
+pub(super) struct DeferredSet {
+    pub series: Vec<DeferredSeries>,
+    mint: i64,
+    maxt: i64,
+}
+
+pub(super) struct DeferredSeries {
+    pub metric: Arc<Labels>,
+    metric_no_name: OnceLock<Arc<Labels>>,
+    chunks: lastmile_store::SelectedSeries,
+}
+
+impl DeferredSeries {
+    pub fn metric_no_name(&self) -> &Arc<Labels> {
+        self.metric_no_name
+            .get_or_init(|| Arc::new(without_name(&self.metric)))
+    }
+}
+
+/// A series' points and the times of its staleness markers.
+pub(super) type PointsAndStale<'s> = (&'s [(i64, f64)], &'s [i64]);
+
+/// A selector to load: its key, matcher sets and the window the plan gave it.
+type Planned = (usize, Vec<Vec<Matcher>>, i64, i64);
+
+/// Buffers one thread reuses to decode deferred series.
+#[derive(Default)]
+pub(super) struct DecodeScratch {
+    samples: Vec<lastmile_model::Sample>,
+    points: Vec<(i64, f64)>,
+    stale: Vec<i64>,
+}
+
+impl DeferredSet {
+    /// Series `r`'s points and staleness markers, decoded into `scratch`; charged to the
+    /// query's sample budget.
+    pub fn decode<'s>(
+        &self,
+        r: usize,
+        scratch: &'s mut DecodeScratch,
+        ev: &Evaluator<'_>,
+    ) -> Result<PointsAndStale<'s>, PromqlError> {
+        self.series[r]
+            .chunks
+            .samples_into(self.mint, self.maxt, &mut scratch.samples);
+        scratch.points.clear();
+        scratch.stale.clear();
+        split_stale(&scratch.samples, &mut scratch.points, &mut scratch.stale);
+        ev.charge_samples(scratch.points.len())?;
+        Ok((&scratch.points, &scratch.stale))
+    }
+}
+
+/// Splits decoded samples into points and the times of staleness markers.
+fn split_stale(
+    samples: &[lastmile_model::Sample],
+    points: &mut Vec<(i64, f64)>,
+    stale: &mut Vec<i64>,
+) {
+    for smp in samples {
+        if is_stale_nan(smp.v) {
+            stale.push(smp.t);
+        } else {
+            points.push((smp.t, smp.v));
+        }
+    }
+}
+
 /// The input of a range-vector function: each series with its points in the range.
 pub(super) struct RangeRow<'a> {
     pub metric: Arc<Labels>,
@@ -52,11 +124,13 @@ pub(super) struct Evaluator<'a> {
     pub start: i64,
     pub end: i64,
     data: HashMap<usize, Vec<LoadedSeries>>,
+    deferred: HashMap<usize, DeferredSet>,
     windows: HashMap<usize, (i64, i64)>,
     /// Selectors used as instant selectors (not inside a range selector).
     instant: std::collections::HashSet<usize>,
     deadline: Instant,
-    loaded_samples: usize,
+    /// Samples decoded so far, against `opts.max_samples` (threads add to it).
+    loaded_samples: AtomicUsize,
 }
 
 fn key(vs: &VectorSelector) -> usize {
@@ -90,10 +164,11 @@ impl<'a> Evaluator<'a> {
             start,
             end,
             data: HashMap::new(),
+            deferred: HashMap::new(),
             windows: HashMap::new(),
             instant: std::collections::HashSet::new(),
             deadline: Instant::now() + opts.timeout,
-            loaded_samples: 0,
+            loaded_samples: AtomicUsize::new(0),
         }
     }
 
@@ -182,17 +257,7 @@ impl<'a> Evaluator<'a> {
 
     /// Loads every planned selector's series.
     pub fn load(&mut self, e: &Expr) -> Result<(), PromqlError> {
-        let mut selectors: Vec<&VectorSelector> = Vec::new();
-        collect_selectors(e, &mut selectors);
-        for vs in selectors {
-            let k = key(vs);
-            if self.data.contains_key(&k) {
-                continue;
-            }
-            let Some(&(mint, maxt)) = self.windows.get(&k) else {
-                continue;
-            };
-            let sets = vector_selector_sets(vs).map_err(|e| PromqlError::BadData(e.to_string()))?;
+        for (k, sets, mint, maxt) in self.planned(e, |ev, k| ev.data.contains_key(&k))? {
             // An instant selector read at one time only needs each series' newest sample
             // in the window (a staleness marker there hides the series).
             let latest_only = self.instant.contains(&k) && maxt - mint == self.opts.lookback_ms;
@@ -205,6 +270,64 @@ impl<'a> Evaluator<'a> {
                 rows.dedup_by(|a, b| a.metric == b.metric);
             }
             self.data.insert(k, rows);
+        }
+        Ok(())
+    }
+
+    /// Selects every planned selector's series without decoding them (see
+    /// [`DeferredSet`]); only the step evaluator reads these.
+    pub fn select_deferred(&mut self, e: &Expr) -> Result<(), PromqlError> {
+        for (k, sets, mint, maxt) in self.planned(e, |ev, k| ev.deferred.contains_key(&k))? {
+            let mut series = Vec::new();
+            for set in &sets {
+                let selected = self
+                    .db
+                    .select(set, mint, maxt, true)
+                    .map_err(PromqlError::Storage)?;
+                series.extend(selected.into_iter().map(|mut s| DeferredSeries {
+                    metric: Arc::new(std::mem::take(&mut s.labels)),
+                    metric_no_name: OnceLock::new(),
+                    chunks: s,
+                }));
+            }
+            if sets.len() > 1 {
+                series.sort_by(|a, b| a.metric.cmp(&b.metric));
+                series.dedup_by(|a, b| a.metric == b.metric);
+            }
+            self.deferred.insert(k, DeferredSet { series, mint, maxt });
+        }
+        Ok(())
+    }
+
+    /// The selectors below `e` not done yet (`done`), each with its matcher sets and the
+    /// window the plan gave it.
+    fn planned(
+        &self,
+        e: &Expr,
+        done: impl Fn(&Self, usize) -> bool,
+    ) -> Result<Vec<Planned>, PromqlError> {
+        let mut selectors: Vec<&VectorSelector> = Vec::new();
+        collect_selectors(e, &mut selectors);
+        let mut out: Vec<Planned> = Vec::new();
+        for vs in selectors {
+            let k = key(vs);
+            if done(self, k) || out.iter().any(|o| o.0 == k) {
+                continue;
+            }
+            let Some(&(mint, maxt)) = self.windows.get(&k) else {
+                continue;
+            };
+            let sets = vector_selector_sets(vs).map_err(|e| PromqlError::BadData(e.to_string()))?;
+            out.push((k, sets, mint, maxt));
+        }
+        Ok(out)
+    }
+
+    /// Counts `n` decoded samples against the query's budget.
+    pub(super) fn charge_samples(&self, n: usize) -> Result<(), PromqlError> {
+        let limit = self.opts.max_samples;
+        if self.loaded_samples.fetch_add(n, Ordering::Relaxed) + n > limit {
+            return Err(PromqlError::TooManySamples(limit));
         }
         Ok(())
     }
@@ -228,14 +351,13 @@ impl<'a> Evaluator<'a> {
             .parallelism
             .clamp(1, selected.len().div_ceil(256).max(1));
         let per = selected.len().div_ceil(threads).max(1);
-        let loaded = AtomicUsize::new(self.loaded_samples);
+        let loaded = &self.loaded_samples;
         let limit = self.opts.max_samples;
         let parts: Vec<Option<Vec<LoadedSeries>>> = if threads > 1 {
             std::thread::scope(|scope| {
                 let handles: Vec<_> = selected
                     .chunks_mut(per)
                     .map(|part| {
-                        let loaded = &loaded;
                         scope.spawn(move || {
                             decode_series(part, mint, maxt, latest_only, loaded, limit)
                         })
@@ -252,12 +374,11 @@ impl<'a> Evaluator<'a> {
                 mint,
                 maxt,
                 latest_only,
-                &loaded,
+                loaded,
                 limit,
             )]
         };
         drop(selected);
-        self.loaded_samples = loaded.into_inner();
         for part in parts {
             rows.extend(part.ok_or(PromqlError::TooManySamples(limit))?);
         }
@@ -267,6 +388,11 @@ impl<'a> Evaluator<'a> {
     /// A selector's loaded series (sorted by labels); None if it was not loaded.
     pub(super) fn rows(&self, vs: &VectorSelector) -> Option<&[LoadedSeries]> {
         self.data.get(&key(vs)).map(Vec::as_slice)
+    }
+
+    /// A selector's selected, undecoded series; None if it was not selected that way.
+    pub(super) fn deferred(&self, vs: &VectorSelector) -> Option<&DeferredSet> {
+        self.deferred.get(&key(vs))
     }
 
     pub fn check_deadline(&self) -> Result<(), PromqlError> {
@@ -459,16 +585,9 @@ fn decode_series(
         } else {
             s.samples_into(mint, maxt, &mut buf);
         }
-        let stale_count = buf.iter().filter(|smp| is_stale_nan(smp.v)).count();
-        let mut points = Vec::with_capacity(buf.len() - stale_count);
-        let mut stale = Vec::with_capacity(stale_count);
-        for smp in &buf {
-            if is_stale_nan(smp.v) {
-                stale.push(smp.t);
-            } else {
-                points.push((smp.t, smp.v));
-            }
-        }
+        let mut points = Vec::with_capacity(buf.len());
+        let mut stale = Vec::new();
+        split_stale(&buf, &mut points, &mut stale);
         if loaded.fetch_add(points.len(), Ordering::Relaxed) + points.len() > limit {
             return None;
         }

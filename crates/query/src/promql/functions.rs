@@ -303,13 +303,14 @@ fn range_function(
     let rows = ev.range_rows(args[range_idx], ts)?;
     let keep_name = func.keeps_name();
     let mut out = Vec::with_capacity(rows.len());
+    let mut memo = RateMemo::default();
     for RangeRow {
         metric,
         metric_no_name,
         points,
     } in rows
     {
-        if let Some(v) = func.eval(&points, range_end, range_ms, ts, &scalars) {
+        if let Some(v) = func.eval(&points, range_end, range_ms, ts, &scalars, &mut memo) {
             out.push(Sample {
                 metric: if keep_name {
                     metric
@@ -392,12 +393,13 @@ impl RangeFunc {
         range_ms: i64,
         ts: i64,
         scalars: &[f64],
+        memo: &mut RateMemo,
     ) -> Option<f64> {
         use RangeFunc::*;
         match self {
-            Rate => extrapolated_rate(p, range_end, range_ms, true, true),
-            Increase => extrapolated_rate(p, range_end, range_ms, true, false),
-            Delta => extrapolated_rate(p, range_end, range_ms, false, false),
+            Rate => extrapolated_rate(p, range_end, range_ms, true, true, memo),
+            Increase => extrapolated_rate(p, range_end, range_ms, true, false, memo),
+            Delta => extrapolated_rate(p, range_end, range_ms, false, false, memo),
             Irate => instant_value(p, true),
             Idelta => instant_value(p, false),
             Deriv => (p.len() >= 2).then(|| linear_regression(p, p[0].0).0),
@@ -456,6 +458,7 @@ fn extrapolated_rate(
     range_ms: i64,
     counter: bool,
     rate: bool,
+    memo: &mut RateMemo,
 ) -> Option<f64> {
     if p.len() < 2 {
         return None;
@@ -472,33 +475,83 @@ fn extrapolated_rate(
             prev = v;
         }
     }
-    let mut to_start = (first.0 as f64 - range_start as f64) / 1000.0;
-    let to_end = (range_end - last.0) as f64 / 1000.0;
-    let sampled = (last.0 - first.0) as f64 / 1000.0;
-    let avg_interval = sampled / (p.len() - 1) as f64;
-    if counter && result > 0.0 && first.1 >= 0.0 {
-        let to_zero = sampled * (first.1 / result);
-        if to_zero < to_start {
-            to_start = to_zero;
-        }
+    // Prometheus's formula, arranged to divide rarely instead of six times: it is the
+    // innermost work of every range query (a division costs as much as the rest of this
+    // function). Durations stay in milliseconds (only their ratios and comparisons enter
+    // the result) and reciprocals replace divisions; the result equals Prometheus's up to
+    // rounding.
+    let mut to_start = first.0 as f64 - range_start as f64;
+    let to_end = (range_end - last.0) as f64;
+    let sampled = (last.0 - first.0) as f64;
+    let avg_interval = sampled * reciprocal(p.len() - 1);
+    // Extrapolating to the start must not go below zero: where the counter would reach
+    // zero (sampled * first / result) is computed only when it is nearer than the start.
+    if counter && result > 0.0 && first.1 >= 0.0 && sampled * first.1 < to_start * result {
+        to_start = sampled * (first.1 / result);
     }
     let threshold = avg_interval * 1.1;
     let mut interval = sampled;
     interval += if to_start < threshold {
         to_start
     } else {
-        avg_interval / 2.0
+        avg_interval * 0.5
     };
     interval += if to_end < threshold {
         to_end
     } else {
-        avg_interval / 2.0
+        avg_interval * 0.5
     };
-    result *= interval / sampled;
-    if rate {
-        result /= range_ms as f64 / 1000.0;
+    let per = if rate {
+        sampled * (range_ms as f64 * 0.001)
+    } else {
+        sampled
+    };
+    Some(result * (interval * memo.reciprocal(per)))
+}
+
+/// The last divisor of [`extrapolated_rate`] and its reciprocal: the windows of a
+/// regularly scraped series mostly span the same time, so most of their divisions become
+/// one multiplication. Each evaluating thread keeps its own.
+pub(super) struct RateMemo {
+    divisor: f64,
+    reciprocal: f64,
+}
+
+impl Default for RateMemo {
+    fn default() -> Self {
+        // NaN equals nothing: the first divisor is always computed.
+        RateMemo {
+            divisor: f64::NAN,
+            reciprocal: f64::NAN,
+        }
     }
-    Some(result)
+}
+
+impl RateMemo {
+    fn reciprocal(&mut self, divisor: f64) -> f64 {
+        if divisor != self.divisor {
+            self.divisor = divisor;
+            self.reciprocal = 1.0 / divisor;
+        }
+        self.reciprocal
+    }
+}
+
+/// `1 / n`, from a table for the sample counts windows usually hold.
+fn reciprocal(n: usize) -> f64 {
+    const TABLE: [f64; 128] = {
+        let mut t = [0.0; 128];
+        let mut i = 1;
+        while i < 128 {
+            t[i] = 1.0 / i as f64;
+            i += 1;
+        }
+        t
+    };
+    match TABLE.get(n) {
+        Some(&r) if n > 0 => r,
+        _ => 1.0 / n as f64,
+    }
 }
 
 /// `irate`/`idelta`: from the last two samples.
@@ -896,12 +949,20 @@ mod tests {
     fn rate_extrapolates_like_prometheus() {
         // A counter rising 1/s, sampled every 15 s from t=15 s to t=285 s, window (0, 300].
         let p: Vec<(i64, f64)> = (1..=19).map(|i| (i * 15_000, (i * 15) as f64)).collect();
-        let r = extrapolated_rate(&p, 300_000, 300_000, true, true).unwrap();
+        let memo = &mut RateMemo::default();
+        let r = extrapolated_rate(&p, 300_000, 300_000, true, true, memo).unwrap();
         assert!((r - 1.0).abs() < 1e-12, "{r}");
         // A reset in the middle is added back.
         let p = [(0, 10.0), (10_000, 20.0), (20_000, 5.0), (30_000, 15.0)];
-        let inc = extrapolated_rate(&p, 30_000, 30_000, true, false).unwrap();
+        let inc = extrapolated_rate(&p, 30_000, 30_000, true, false, memo).unwrap();
         assert!((inc - 25.0).abs() < 1e-9, "{inc}");
+        // The memo of the previous divisor does not leak into another window's result.
+        let again = extrapolated_rate(&p, 30_000, 30_000, true, false, &mut RateMemo::default());
+        assert_eq!(again, Some(inc));
+        // Starting near zero, extrapolation stops where the counter would be zero.
+        let p = [(10_000, 1.0), (20_000, 11.0), (30_000, 21.0)];
+        let inc = extrapolated_rate(&p, 30_000, 30_000, true, false, memo).unwrap();
+        assert!((inc - 21.0).abs() < 1e-9, "{inc}");
     }
 
     #[test]

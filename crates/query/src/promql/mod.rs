@@ -353,15 +353,28 @@ fn range_query_with(
             )));
         }
     }
+    let started = std::time::Instant::now();
     let mut ev = Evaluator::new(db, opts, start, end);
     ev.plan(&expr, start, end);
-    ev.load(&expr)?;
+    let deferred = vectorised && steps::plans(&expr);
+    if deferred {
+        ev.select_deferred(&expr)?;
+    } else {
+        ev.load(&expr)?;
+    }
+    let loaded = started.elapsed();
     let grid = steps::Grid {
         start,
         step,
         n: ((end - start) / step) as usize + 1,
     };
     if vectorised && let Some(rows) = steps::try_eval(&ev, &expr, grid) {
+        tracing::debug!(
+            select_ms = loaded.as_secs_f64() * 1e3,
+            eval_ms = (started.elapsed() - loaded).as_secs_f64() * 1e3,
+            steps = grid.n,
+            "range query evaluated by steps"
+        );
         let mut out: Vec<Series> = rows?
             .into_iter()
             .map(|r| Series {
@@ -378,6 +391,10 @@ fn range_query_with(
             .collect();
         out.sort_by(|a, b| a.metric.cmp(&b.metric));
         return Ok(QueryResult::Range(out));
+    }
+    if deferred {
+        // The step evaluator declined after all: the per-step one reads decoded series.
+        ev.load(&expr)?;
     }
     let mut series: HashMap<Arc<Labels>, Vec<(i64, f64)>> = HashMap::new();
     let mut ts = start;

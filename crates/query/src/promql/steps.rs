@@ -26,8 +26,10 @@ use promql_parser::parser::{Expr, LabelModifier, MatrixSelector, VectorSelector}
 
 use super::PromqlError;
 use super::aggregate::incremental_mean;
-use super::eval::{Evaluator, LoadedSeries, duration_ms, offset_ms};
-use super::functions::{RangeFunc, bucket_quantile, parse_le};
+use super::eval::{
+    DecodeScratch, DeferredSet, Evaluator, LoadedSeries, PointsAndStale, duration_ms, offset_ms,
+};
+use super::functions::{RangeFunc, RateMemo, bucket_quantile, parse_le};
 use super::labels_ops::{filtered, grouping_labels, signature_sorted_into, sorted_names};
 
 /// Most values (series × steps) a materialised intermediate may hold; past it the query
@@ -157,6 +159,12 @@ fn plan(e: &Expr) -> Option<Node<'_>> {
     }
 }
 
+/// Whether `e` has a shape this module evaluates (its selectors may then be selected
+/// without decoding: see [`Evaluator::select_deferred`]).
+pub(super) fn plans(e: &Expr) -> bool {
+    plan(e).is_some()
+}
+
 /// Evaluates `e` over the grid if its shape is one this module handles; None means "use
 /// the per-step evaluator". Rows with no value at any step are left out. With one step
 /// the rows come in the order the per-step evaluator produces; with more, in no
@@ -183,10 +191,57 @@ struct Ctx<'a, 'b> {
     grid: Grid,
 }
 
-/// A selector or range function over the loaded series of one selector: values are
-/// computed per series on demand.
+/// A selector's series: decoded up front (instant queries), or decoded by the thread that
+/// fills each one (range queries, see [`DeferredSet`]).
+#[derive(Clone, Copy)]
+enum Rows<'a> {
+    Loaded(&'a [LoadedSeries]),
+    Deferred(&'a DeferredSet),
+}
+
+impl<'a> Rows<'a> {
+    fn len(&self) -> usize {
+        match self {
+            Rows::Loaded(rows) => rows.len(),
+            Rows::Deferred(set) => set.series.len(),
+        }
+    }
+
+    fn metric(&self, r: usize) -> &'a Arc<Labels> {
+        match self {
+            Rows::Loaded(rows) => &rows[r].metric,
+            Rows::Deferred(set) => &set.series[r].metric,
+        }
+    }
+
+    fn metric_no_name(&self, r: usize) -> &'a Arc<Labels> {
+        match self {
+            Rows::Loaded(rows) => rows[r].metric_no_name(),
+            Rows::Deferred(set) => set.series[r].metric_no_name(),
+        }
+    }
+
+    /// Series `r`'s points and staleness-marker times.
+    fn points<'s>(
+        &self,
+        r: usize,
+        scratch: &'s mut DecodeScratch,
+        ev: &Evaluator<'_>,
+    ) -> Result<PointsAndStale<'s>, PromqlError>
+    where
+        'a: 's,
+    {
+        match self {
+            Rows::Loaded(rows) => Ok((&rows[r].points, &rows[r].stale)),
+            Rows::Deferred(set) => set.decode(r, scratch, ev),
+        }
+    }
+}
+
+/// A selector or range function over the series of one selector: values are computed
+/// per series on demand.
 struct Source<'a> {
-    rows: &'a [LoadedSeries],
+    rows: Rows<'a>,
     func: Option<(RangeFunc, i64, &'a [f64])>,
     offset: i64,
     lookback: i64,
@@ -199,18 +254,24 @@ impl Source<'_> {
 
     /// The series' labels as this node outputs them.
     fn output_metric(&self, r: usize) -> &Arc<Labels> {
-        let row = &self.rows[r];
         if self.drops_name() {
-            row.metric_no_name()
+            self.rows.metric_no_name(r)
         } else {
-            &row.metric
+            self.rows.metric(r)
         }
     }
 
     /// The series' value at each step of `grid`, cursors sliding forward.
-    fn fill(&self, r: usize, grid: Grid, vals: &mut [f64], present: &mut [bool]) {
-        let row = &self.rows[r];
-        let pts = &row.points;
+    fn fill(
+        &self,
+        r: usize,
+        grid: Grid,
+        vals: &mut [f64],
+        present: &mut [bool],
+        scratch: &mut DecodeScratch,
+        ev: &Evaluator<'_>,
+    ) -> Result<(), PromqlError> {
+        let (pts, stale) = self.rows.points(r, scratch, ev)?;
         match self.func {
             None => {
                 let (mut j, mut k) = (0, 0);
@@ -219,7 +280,7 @@ impl Source<'_> {
                     while j < pts.len() && pts[j].0 <= reft {
                         j += 1;
                     }
-                    while k < row.stale.len() && row.stale[k] <= reft {
+                    while k < stale.len() && stale[k] <= reft {
                         k += 1;
                     }
                     present[i] = false;
@@ -227,7 +288,7 @@ impl Source<'_> {
                         continue;
                     }
                     let (t, v) = pts[j - 1];
-                    if t < reft - self.lookback || (k > 0 && row.stale[k - 1] > t) {
+                    if t < reft - self.lookback || (k > 0 && stale[k - 1] > t) {
                         continue;
                     }
                     vals[i] = v;
@@ -235,6 +296,7 @@ impl Source<'_> {
                 }
             }
             Some((func, range, scalars)) => {
+                let mut memo = RateMemo::default();
                 let (mut a, mut b) = (0, 0);
                 for i in 0..grid.n {
                     let ts = grid.ts(i);
@@ -248,7 +310,7 @@ impl Source<'_> {
                     }
                     present[i] = false;
                     if a < b
-                        && let Some(v) = func.eval(&pts[a..b], reft, range, ts, scalars)
+                        && let Some(v) = func.eval(&pts[a..b], reft, range, ts, scalars, &mut memo)
                     {
                         vals[i] = v;
                         present[i] = true;
@@ -256,6 +318,7 @@ impl Source<'_> {
                 }
             }
         }
+        Ok(())
     }
 }
 
@@ -286,9 +349,7 @@ impl Input<'_> {
     /// name unless `by` lists it.
     fn group_metric(&self, r: usize, names: &[String], by: bool) -> &Arc<Labels> {
         match self {
-            Input::Source(s) if !(by && names.iter().any(|n| n == METRIC_NAME)) => {
-                &s.rows[r].metric
-            }
+            Input::Source(s) if !(by && names.iter().any(|n| n == METRIC_NAME)) => s.rows.metric(r),
             _ => self.output_metric(r),
         }
     }
@@ -300,19 +361,20 @@ impl Ctx<'_, '_> {
     /// the steps where it happens).
     fn supported(&self, node: &Node<'_>) -> bool {
         match node {
-            Node::Selector(vs) => self.ev.rows(vs).is_some(),
-            Node::RangeFn { func, ms, .. } => match self.ev.rows(&ms.vs) {
+            Node::Selector(vs) => self.series(vs).is_some(),
+            Node::RangeFn { func, ms, .. } => match self.series(&ms.vs) {
                 None => false,
                 Some(rows) => {
                     // Series of one metric stay distinct without the name; only a
                     // selector over several names can produce duplicates.
-                    let one_name = rows.first().is_none_or(|f| {
-                        rows.iter()
-                            .all(|r| r.metric.metric_name() == f.metric.metric_name())
-                    });
+                    let n = rows.len();
+                    let one_name = n == 0 || {
+                        let first = rows.metric(0).metric_name();
+                        (0..n).all(|r| rows.metric(r).metric_name() == first)
+                    };
                     func.keeps_name() || one_name || {
-                        let mut seen = std::collections::HashSet::with_capacity(rows.len());
-                        rows.iter().all(|r| seen.insert(r.metric_no_name().clone()))
+                        let mut seen = std::collections::HashSet::with_capacity(n);
+                        (0..n).all(|r| seen.insert(rows.metric_no_name(r).clone()))
                     }
                 }
             },
@@ -322,17 +384,26 @@ impl Ctx<'_, '_> {
         }
     }
 
+    /// A selector's series, however the evaluator holds them.
+    fn series(&self, vs: &VectorSelector) -> Option<Rows<'_>> {
+        match self.ev.deferred(vs) {
+            Some(set) => Some(Rows::Deferred(set)),
+            None => self.ev.rows(vs).map(Rows::Loaded),
+        }
+    }
+
     fn input<'s>(&'s self, node: &'s Node<'_>) -> Result<Option<Input<'s>>, PromqlError> {
         let lookback = self.ev.opts.lookback_ms;
+        let no_rows = Rows::Loaded(&[]);
         Ok(Some(match node {
             Node::Selector(vs) => Input::Source(Source {
-                rows: self.ev.rows(vs).unwrap_or(&[]),
+                rows: self.series(vs).unwrap_or(no_rows),
                 func: None,
                 offset: offset_ms(&vs.offset),
                 lookback,
             }),
             Node::RangeFn { func, ms, scalars } => Input::Source(Source {
-                rows: self.ev.rows(&ms.vs).unwrap_or(&[]),
+                rows: self.series(&ms.vs).unwrap_or(no_rows),
                 func: Some((*func, duration_ms(&ms.range), scalars)),
                 offset: offset_ms(&ms.vs.offset),
                 lookback,
@@ -391,7 +462,7 @@ impl Ctx<'_, '_> {
                         self.for_each(&source, |r, vals, present| {
                             rows.push(StepRow {
                                 metric: match &source {
-                                    Input::Source(s) => s.rows[r].metric.clone(),
+                                    Input::Source(s) => s.rows.metric(r).clone(),
                                     Input::Rows(rows) => rows[r].metric.clone(),
                                 },
                                 vals: vals.to_vec(),
@@ -428,47 +499,58 @@ impl Ctx<'_, '_> {
         let mut vals = vec![0.0; block * n];
         let mut present = vec![false; block * n];
         let threads = self.ev.opts.parallelism.max(1);
+        // One set of decode buffers per thread, kept across blocks.
+        let mut scratches: Vec<DecodeScratch> = (0..threads).map(|_| Default::default()).collect();
+        let ev = self.ev;
         let mut first = 0;
         while first < total {
             self.ev.check_deadline()?;
             let count = block.min(total - first);
             let (vals, present) = (&mut vals[..count * n], &mut present[..count * n]);
             let grid = self.grid;
-            let fill_rows = |from: usize, vals: &mut [f64], present: &mut [bool]| {
+            let fill_rows = |from: usize,
+                             vals: &mut [f64],
+                             present: &mut [bool],
+                             scratch: &mut DecodeScratch|
+             -> Result<(), PromqlError> {
                 for (k, (v, p)) in vals.chunks_mut(n).zip(present.chunks_mut(n)).enumerate() {
-                    source.fill(from + k, grid, v, p);
+                    source.fill(from + k, grid, v, p, scratch, ev)?;
                 }
+                Ok(())
             };
             if threads > 1 && count * n >= PARALLEL_MIN_VALUES && count >= threads {
                 let per = count.div_ceil(threads);
-                std::thread::scope(|scope| {
+                std::thread::scope(|scope| -> Result<(), PromqlError> {
                     let mut rest_v: &mut [f64] = vals;
                     let mut rest_p: &mut [bool] = present;
+                    let mut rest_s: &mut [DecodeScratch] = &mut scratches;
                     let mut from = first;
                     let mut handles = Vec::new();
+                    let mut own = Ok(());
                     while !rest_v.is_empty() {
                         let take = (per * n).min(rest_v.len());
                         let (v, rv) = std::mem::take(&mut rest_v).split_at_mut(take);
                         let (p, rp) = std::mem::take(&mut rest_p).split_at_mut(take);
-                        (rest_v, rest_p) = (rv, rp);
+                        let (sc, rs) = std::mem::take(&mut rest_s).split_at_mut(1);
+                        (rest_v, rest_p, rest_s) = (rv, rp, rs);
+                        let scratch = &mut sc[0];
                         let start = from;
                         from += take / n;
                         if rest_v.is_empty() {
                             // The last share runs on this thread.
-                            fill_rows(start, v, p);
+                            own = fill_rows(start, v, p, scratch);
                         } else {
-                            handles.push(scope.spawn(move || fill_rows(start, v, p)));
+                            handles.push(scope.spawn(move || fill_rows(start, v, p, scratch)));
                         }
                     }
                     for h in handles {
                         // A panic in a filler is a bug; propagate it as one.
-                        if let Err(p) = h.join() {
-                            std::panic::resume_unwind(p);
-                        }
+                        h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;
                     }
-                });
+                    own
+                })?;
             } else {
-                fill_rows(first, vals, present);
+                fill_rows(first, vals, present, &mut scratches[0])?;
             }
             for k in 0..count {
                 f(
