@@ -10,8 +10,10 @@
 //! per series instead of once per series and step, and the aggregation adds straight into
 //! per-step accumulators without materialising the inner vector. Filling series values is
 //! spread over threads in blocks; accumulation stays sequential in series order, so every
-//! sum adds the same numbers in the same order as the per-step evaluator and results are
-//! bit-identical to it.
+//! aggregation adds the same numbers in the same order as the per-step evaluator and
+//! results are bit-identical to it — except a range `sum`, which each thread computes for
+//! its own share of the series (no waiting between blocks) and which then differs from the
+//! per-step evaluator's by rounding only.
 //!
 //! Anything else (other functions, binary operators, `@`, `topk`…) is not planned here and
 //! the caller falls back to the per-step evaluator.
@@ -39,6 +41,8 @@ const MAX_VALUES: usize = 20_000_000;
 const BLOCK_VALUES: usize = 1 << 18;
 /// Below this many values a block is filled on the calling thread.
 const PARALLEL_MIN_VALUES: usize = 4096;
+/// Most accumulator cells (groups × steps × threads) a parallel `sum` may hold.
+const PARALLEL_SUM_MAX_CELLS: usize = 4_000_000;
 
 /// The evaluation times: `start`, `start + step`, … (`n` of them).
 #[derive(Clone, Copy, Debug)]
@@ -625,45 +629,52 @@ impl Ctx<'_, '_> {
         // The first input row of each group at each step: the per-step evaluator's group
         // order, needed when there is one step.
         let mut first = vec![u32::MAX; if n == 1 { groups } else { 0 }];
-        self.for_each(input, |r, vals, present| {
-            let base = member[r] * n;
-            for i in 0..n {
-                if !present[i] {
-                    continue;
+        if op == AggOp::Sum
+            && n > 1
+            && let Some((c, a)) = self.sum_in_parallel(input, &member, groups)?
+        {
+            (count, acc) = (c, a);
+        } else {
+            self.for_each(input, |r, vals, present| {
+                let base = member[r] * n;
+                for i in 0..n {
+                    if !present[i] {
+                        continue;
+                    }
+                    let (c, v) = (base + i, vals[i]);
+                    count[c] += 1.0;
+                    match op {
+                        AggOp::Sum => acc[c] += v,
+                        AggOp::Avg => {
+                            acc[c] = if count[c] == 1.0 {
+                                v
+                            } else {
+                                incremental_mean(acc[c], v, count[c])
+                            }
+                        }
+                        AggOp::Count | AggOp::Group => {}
+                        AggOp::Min => {
+                            if acc[c] > v || acc[c].is_nan() {
+                                acc[c] = v;
+                            }
+                        }
+                        AggOp::Max => {
+                            if acc[c] < v || acc[c].is_nan() {
+                                acc[c] = v;
+                            }
+                        }
+                        AggOp::Stddev | AggOp::Stdvar => {
+                            let delta = v - acc[c];
+                            acc[c] += delta / count[c];
+                            m2[c] += delta * (v - acc[c]);
+                        }
+                    }
                 }
-                let (c, v) = (base + i, vals[i]);
-                count[c] += 1.0;
-                match op {
-                    AggOp::Sum => acc[c] += v,
-                    AggOp::Avg => {
-                        acc[c] = if count[c] == 1.0 {
-                            v
-                        } else {
-                            incremental_mean(acc[c], v, count[c])
-                        }
-                    }
-                    AggOp::Count | AggOp::Group => {}
-                    AggOp::Min => {
-                        if acc[c] > v || acc[c].is_nan() {
-                            acc[c] = v;
-                        }
-                    }
-                    AggOp::Max => {
-                        if acc[c] < v || acc[c].is_nan() {
-                            acc[c] = v;
-                        }
-                    }
-                    AggOp::Stddev | AggOp::Stdvar => {
-                        let delta = v - acc[c];
-                        acc[c] += delta / count[c];
-                        m2[c] += delta * (v - acc[c]);
-                    }
+                if n == 1 && present[0] && first[member[r]] == u32::MAX {
+                    first[member[r]] = r as u32;
                 }
-            }
-            if n == 1 && present[0] && first[member[r]] == u32::MAX {
-                first[member[r]] = r as u32;
-            }
-        })?;
+            })?;
+        }
         let mut out = Vec::with_capacity(groups);
         for (g, metric) in metrics.into_iter().enumerate() {
             let cells = g * n..(g + 1) * n;
@@ -693,6 +704,86 @@ impl Ctx<'_, '_> {
             out.sort_by_key(|(f, _)| *f);
         }
         Ok(Some(out.into_iter().map(|(_, r)| r).collect()))
+    }
+
+    /// `sum` over a source with each thread filling and summing its own contiguous share of
+    /// the series, the shares' sums then added in order: no thread waits for another
+    /// between blocks, as the shared accumulation makes them. The sums differ from the
+    /// per-step evaluator's only by rounding (the same numbers, added in another grouping).
+    /// Returns the count and sum per group and step, or None where it does not pay.
+    #[allow(clippy::type_complexity)]
+    fn sum_in_parallel(
+        &self,
+        input: &Input<'_>,
+        member: &[usize],
+        groups: usize,
+    ) -> Result<Option<(Vec<f64>, Vec<f64>)>, PromqlError> {
+        let Input::Source(source) = input else {
+            return Ok(None);
+        };
+        let n = self.grid.n;
+        let total = source.rows.len();
+        let threads = self.ev.opts.parallelism.max(1);
+        let cells = groups * n;
+        if threads < 2
+            || total < 2 * threads
+            || total.saturating_mul(n) < PARALLEL_MIN_VALUES
+            || cells.saturating_mul(threads) > PARALLEL_SUM_MAX_CELLS
+        {
+            return Ok(None);
+        }
+        let per = total.div_ceil(threads);
+        let (ev, grid) = (self.ev, self.grid);
+        let share = |rows: std::ops::Range<usize>| -> Result<(Vec<f64>, Vec<f64>), PromqlError> {
+            let mut count = vec![0.0f64; cells];
+            let mut acc = vec![0.0f64; cells];
+            let (mut vals, mut present) = (vec![0.0f64; n], vec![false; n]);
+            let mut scratch = DecodeScratch::default();
+            for r in rows {
+                if r % 256 == 0 {
+                    ev.check_deadline()?;
+                }
+                source.fill(r, grid, &mut vals, &mut present, &mut scratch, ev)?;
+                let base = member[r] * n;
+                for i in 0..n {
+                    if present[i] {
+                        count[base + i] += 1.0;
+                        acc[base + i] += vals[i];
+                    }
+                }
+            }
+            Ok((count, acc))
+        };
+        let parts: Vec<Result<(Vec<f64>, Vec<f64>), PromqlError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (1..threads)
+                .map(|t| {
+                    let rows = (t * per).min(total)..((t + 1) * per).min(total);
+                    scope.spawn(move || share(rows))
+                })
+                .collect();
+            let mut parts = vec![share(0..per.min(total))];
+            parts.extend(
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
+            );
+            parts
+        });
+        let mut parts = parts.into_iter();
+        let Some(first) = parts.next() else {
+            return Ok(None);
+        };
+        let (mut count, mut acc) = first?;
+        for part in parts {
+            let (c, a) = part?;
+            for (x, y) in count.iter_mut().zip(c) {
+                *x += y;
+            }
+            for (x, y) in acc.iter_mut().zip(a) {
+                *x += y;
+            }
+        }
+        Ok(Some((count, acc)))
     }
 
     fn histogram_quantile(&self, q: f64, rows: &[StepRow]) -> Vec<StepRow> {
@@ -928,8 +1019,12 @@ mod tests {
         "rate(nonexistent[5m])",
     ];
 
+    /// Equal bits, both NaN, or (a parallel `sum` adds in another grouping) equal to
+    /// rounding.
     fn same_value(a: f64, b: f64) -> bool {
-        a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+        a.to_bits() == b.to_bits()
+            || (a.is_nan() && b.is_nan())
+            || (a - b).abs() <= 1e-12 * a.abs().max(b.abs())
     }
 
     fn check(
