@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
@@ -232,4 +233,71 @@ fn spans_survive_a_restart_after_the_head_became_a_block() {
         "{} traces after restart, {total} before",
         after.len()
     );
+}
+
+/// OTLP/JSON spans of one service: (trace id hex, span id hex, parent hex, name, error).
+fn otlp_spans(spans: &[(&str, &str, &str, &str, bool)]) -> Vec<u8> {
+    let t = now_ms() * 1_000_000;
+    let spans: Vec<String> = spans
+        .iter()
+        .enumerate()
+        .map(|(i, (trace, span, parent, name, error))| {
+            let start = t + i as i64 * 1_000_000;
+            format!(
+                r#"{{"traceId":"{trace}","spanId":"{span}","parentSpanId":"{parent}","name":"{name}","kind":2,"startTimeUnixNano":"{start}","endTimeUnixNano":"{}","status":{{"code":{}}}}}"#,
+                start + 500_000,
+                if *error { 2 } else { 0 }
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"checkout"}}}}]}},"scopeSpans":[{{"spans":[{}]}}]}}]}}"#,
+        spans.join(",")
+    )
+    .into_bytes()
+}
+
+#[test]
+fn tail_sampling_keeps_a_trace_whole_when_its_error_comes_in_a_later_batch() {
+    let dir = TestDir::new();
+    let m = Lastmile::start_with_config(
+        &dir,
+        "tail_sampling:\n  decision_wait: 1s\n  policies:\n    - name: errors\n      status: error\n    - name: rest\n      keep: 0\n",
+    );
+    let (late, quiet) = ("a1".repeat(16), "b2".repeat(16));
+    let json = [("Content-Type", "application/json")];
+    // First batch: the late trace's root and a child, all fine, and a trace that stays fine.
+    let first = otlp_spans(&[
+        (&late, "0000000000000001", "", "POST /pay", false),
+        (&late, "0000000000000002", "0000000000000001", "db", false),
+        (&quiet, "0000000000000003", "", "GET /health", false),
+    ]);
+    let r = m.post("/v1/traces", &json, &first);
+    assert!(r.is_success(), "{}", r.text());
+    // Second batch: the late trace's error.
+    let second = otlp_spans(&[(
+        &late,
+        "0000000000000004",
+        "0000000000000001",
+        "charge",
+        true,
+    )]);
+    let r = m.post("/v1/traces", &json, &second);
+    assert!(r.is_success(), "{}", r.text());
+
+    // Once the quiet trace is decided (dropped: no policy keeps it), so is the late one.
+    wait_for(
+        "the quiet trace to be dropped",
+        Duration::from_secs(30),
+        |last| {
+            let r = m.get(&format!("/api/traces/{quiet}"));
+            *last = format!("{} {}", r.status, r.text());
+            (r.status == 404).then_some(())
+        },
+    );
+    let r = m.get(&format!("/api/traces/{late}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut names: Vec<String> = spans_of(&r.json()).into_iter().map(|s| s.3).collect();
+    names.sort();
+    assert_eq!(names, ["POST /pay", "charge", "db"]);
 }
