@@ -213,9 +213,8 @@ impl Db {
             self.head_overlaps(mint, maxt)
                 .then(|| self.head.select(matchers, mint, maxt, with_chunks))
         };
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut sources = Vec::with_capacity(blocks.len() + 1);
-        if threads > 1 && blocks.len() >= 2 {
+        if blocks.len() >= 2 && cores() > 1 {
             // A long range spans several blocks, each selected on its own (postings, labels,
             // chunk refs): on a helper thread for half of them, this one doing the rest and
             // the head. The results are merged by labels, so their order does not matter.
@@ -672,4 +671,11 @@ fn open_blocks(dir: &Path) -> Result<Vec<Arc<Block>>, StoreError> {
     }
     live.sort_by_key(|b| b.meta().min_time);
     Ok(live)
+}
+
+/// The cores this process may use, asked once: the answer reads the affinity mask and the
+/// cgroup quota, too much work for every select.
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
