@@ -1,9 +1,9 @@
 //! A log line as an index document, and back.
 
-use lastmile_model::trace_id::from_hex;
+use lastmile_model::trace_id::{from_hex, hex_into};
 use lastmile_model::{LogEntry, SpanId, TraceId};
 use tantivy::TantivyDocument;
-use tantivy::schema::Value;
+use tantivy::schema::{Field, Value};
 
 use crate::codec::{decode_metadata, encode_metadata};
 use crate::index::Fields;
@@ -25,21 +25,15 @@ pub fn to_doc(
     doc.add_i64(f.ts, e.timestamp_ns);
     doc.add_u64(f.len, e.line.len() as u64);
     doc.add_u64(f.flags, u64::from(!e.metadata.is_empty()));
-    let trace_at = e.trace_id.map(|t| {
+    if let Some(t) = e.trace_id {
         doc.add_bytes(f.trace, &t.0);
-        let at = offset_in(&e.line, &t.0);
-        if at == NOT_IN_TEXT {
-            doc.add_bytes(f.trace_bytes, &t.0);
-        }
-        at
-    });
-    let span_at = e.span_id.map(|s| {
-        let at = offset_in(&e.line, &s.0);
-        if at == NOT_IN_TEXT {
-            doc.add_bytes(f.span_bytes, &s.0);
-        }
-        at
-    });
+    }
+    let trace_at = e
+        .trace_id
+        .map(|t| keep_id(&mut doc, &e.line, &t.0, f.trace_bytes));
+    let span_at = e
+        .span_id
+        .map(|s| keep_id(&mut doc, &e.line, &s.0, f.span_bytes));
     if trace_at.is_some_and(|a| a != NOT_IN_TEXT) || span_at.is_some_and(|a| a != NOT_IN_TEXT) {
         let mut at = [0u8; 4];
         at[..2].copy_from_slice(&trace_at.unwrap_or(NOT_IN_TEXT).to_le_bytes());
@@ -54,24 +48,33 @@ pub fn to_doc(
     doc
 }
 
+/// Where `line` spells `id` in lowercase hex; when it does not (or too far in), the id's
+/// bytes go to `bytes_field` instead.
+fn keep_id(doc: &mut TantivyDocument, line: &str, id: &[u8], bytes_field: Field) -> u16 {
+    let at = offset_in(line, id);
+    if at == NOT_IN_TEXT {
+        doc.add_bytes(bytes_field, id);
+    }
+    at
+}
+
 /// Where `line` spells `id` (at most 16 bytes) in lowercase hex, if at an offset that fits.
 fn offset_in(line: &str, id: &[u8]) -> u16 {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     // On the stack: this runs for every line that has an id.
     let mut spelled = [0u8; 32];
     let n = id.len().min(16);
-    for (i, b) in id[..n].iter().enumerate() {
-        spelled[2 * i] = DIGITS[usize::from(b >> 4)];
-        spelled[2 * i + 1] = DIGITS[usize::from(b & 15)];
-    }
+    hex_into(&id[..n], &mut spelled);
     memchr::memmem::find(line.as_bytes(), &spelled[..2 * n])
         .and_then(|at| u16::try_from(at).ok())
         .filter(|&at| at != NOT_IN_TEXT)
         .unwrap_or(NOT_IN_TEXT)
 }
 
-/// The id of `N` bytes spelled in `line` at `at`.
-fn id_at<const N: usize>(line: &str, at: u16) -> Option<[u8; N]> {
+/// An id of `N` bytes: stored in `bytes`, or spelled in `line` at `at`.
+fn id_of<const N: usize>(bytes: Option<&[u8]>, line: &str, at: u16) -> Option<[u8; N]> {
+    if let Some(id) = bytes.and_then(|b| <[u8; N]>::try_from(b).ok()) {
+        return Some(id);
+    }
     if at == NOT_IN_TEXT {
         return None;
     }
@@ -101,14 +104,8 @@ pub fn entry_from_doc(f: &Fields, doc: &TantivyDocument, ts: i64) -> LogEntry {
                     u16::from_le_bytes([b[2], b[3]]),
                 )
             });
-    let trace_id = stored(f.trace_bytes)
-        .and_then(|b| <[u8; 16]>::try_from(b).ok())
-        .or_else(|| id_at(&line, trace_at))
-        .map(TraceId);
-    let span_id = stored(f.span_bytes)
-        .and_then(|b| <[u8; 8]>::try_from(b).ok())
-        .or_else(|| id_at(&line, span_at))
-        .map(SpanId);
+    let trace_id = id_of(stored(f.trace_bytes), &line, trace_at).map(TraceId);
+    let span_id = id_of(stored(f.span_bytes), &line, span_at).map(SpanId);
     LogEntry {
         timestamp_ns: ts,
         line,

@@ -244,7 +244,7 @@ fn run_condition(
         return Some((
             0,
             if tokens::is_tagged(tok) {
-                term(&tokens::tag(tok.len(), &tok[..TAG_PREFIX]))
+                term(&tokens::tag(tok))
             } else {
                 term(tok)
             },
@@ -259,19 +259,24 @@ fn run_condition(
     // The line token holding the run may be a word, a tagged hex run, or a run too long
     // to index (which the line's long-token mark stands for).
     let mut either = vec![words];
-    if tok.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if tokens::is_hex(tok) {
         let tags = match (open_left, open_right) {
             // It starts with the run: its tag's prefix is known once the run has one.
             (false, _) if tok.len() >= TAG_PREFIX => {
-                tokens::tags_pattern(tok.len(), Some(&tok[..TAG_PREFIX]))
+                tokens::tags_pattern(tok.len()..=MAX_TOKEN_LEN, Some(&tok[..TAG_PREFIX]))
             }
             // It is the run itself, or longer with any prefix.
             (true, true) if tok.len() >= MIN_TAGGED_LEN => {
-                let same = format!("\\x01{:02}{}", tok.len(), &tok[..TAG_PREFIX]);
-                format!("{same}|{}", tokens::tags_pattern(tok.len() + 1, None))
+                let same = tokens::tags_pattern(tok.len()..=tok.len(), Some(&tok[..TAG_PREFIX]));
+                format!(
+                    "{same}|{}",
+                    tokens::tags_pattern(tok.len() + 1..=MAX_TOKEN_LEN, None)
+                )
             }
             // It ends with the run: any prefix, at least as long.
-            (true, false) if tok.len() >= MIN_TAGGED_LEN => tokens::tags_pattern(tok.len(), None),
+            (true, false) if tok.len() >= MIN_TAGGED_LEN => {
+                tokens::tags_pattern(tok.len()..=MAX_TOKEN_LEN, None)
+            }
             // Any tag could hold it: the index cannot narrow the read.
             _ => return None,
         };

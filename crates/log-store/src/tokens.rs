@@ -26,27 +26,41 @@ const TAG_MARK: char = '\u{1}';
 /// a run knows which lines to read.
 pub const LONG_TOKEN_MARK: &str = "\u{2}";
 
+pub fn is_hex(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// Whether the index stores `run` (a whole alphanumeric run of a line) as a tag.
 pub fn is_tagged(run: &str) -> bool {
-    (MIN_TAGGED_LEN..=MAX_TOKEN_LEN).contains(&run.len())
-        && run.bytes().all(|b| b.is_ascii_hexdigit())
+    (MIN_TAGGED_LEN..=MAX_TOKEN_LEN).contains(&run.len()) && is_hex(run)
 }
 
-/// The tag of a hex run of `len` characters starting with `prefix` ([`TAG_PREFIX`] chars).
-pub fn tag(len: usize, prefix: &str) -> String {
-    format!("{TAG_MARK}{len:02}{prefix}")
+/// The tag of a tagged hex run, which starts with `run[..TAG_PREFIX]`.
+pub fn tag(run: &str) -> String {
+    let mut out = String::new();
+    write_tag(&mut out, run);
+    out
 }
 
-/// A regular expression over the term dictionary matching the tags of hex runs of length
-/// `min_len..=MAX_TOKEN_LEN`, with `prefix` when given.
-pub fn tags_pattern(min_len: usize, prefix: Option<&str>) -> String {
+fn write_tag(out: &mut String, run: &str) {
+    // Writing into a String cannot fail.
+    let _ = write!(out, "{TAG_MARK}{:02}{}", run.len(), &run[..TAG_PREFIX]);
+}
+
+/// A regular expression over the term dictionary matching the tags of hex runs whose
+/// length is in `lengths`, with `prefix` when given.
+pub fn tags_pattern(lengths: std::ops::RangeInclusive<usize>, prefix: Option<&str>) -> String {
     // Hex classes, not `.`: the term-dictionary automaton has a state limit that any
     // Unicode character blows.
     let body = prefix.map_or_else(|| format!("[0-9A-Fa-f]{{{TAG_PREFIX}}}"), str::to_string);
-    let lengths: Vec<String> = (min_len.max(MIN_TAGGED_LEN)..=MAX_TOKEN_LEN)
+    let lengths: Vec<String> = (*lengths.start().max(&MIN_TAGGED_LEN)..=*lengths.end())
         .map(|len| format!("{len:02}"))
         .collect();
-    format!("\\x01(?:{}){body}", lengths.join("|"))
+    format!(
+        "\\x{:02x}(?:{}){body}",
+        u32::from(TAG_MARK),
+        lengths.join("|")
+    )
 }
 
 /// The tokenizer registered for the line field.
@@ -102,13 +116,7 @@ impl TokenStream for LineTokens<'_> {
         if run.len() > MAX_TOKEN_LEN {
             self.token.text.push_str(LONG_TOKEN_MARK);
         } else if is_tagged(run) {
-            // Writing into a String cannot fail.
-            let _ = write!(
-                self.token.text,
-                "{TAG_MARK}{:02}{}",
-                run.len(),
-                &run[..TAG_PREFIX]
-            );
+            write_tag(&mut self.token.text, run);
         } else {
             self.token.text.push_str(run);
         }
@@ -156,9 +164,9 @@ mod tests {
                 "v1".into(),
                 "trace".into(),
                 "id".into(),
-                tag(32, "4bf9"),
+                tag("4bf92f3577b34da6a3ce929d0e0e4736"),
                 "span".into(),
-                tag(16, "00f0"),
+                tag("00f067aa0ba902b7"),
                 "short".into(),
                 "cafe12".into(),
                 LONG_TOKEN_MARK.into(),
@@ -170,10 +178,10 @@ mod tests {
     #[test]
     fn tag_patterns_cover_the_lengths_asked_for() {
         assert_eq!(
-            tags_pattern(60, Some("abcd")),
+            tags_pattern(60..=MAX_TOKEN_LEN, Some("abcd")),
             "\\x01(?:60|61|62|63|64)abcd"
         );
-        assert!(tags_pattern(1, None).starts_with("\\x01(?:16|17|"));
-        assert!(tags_pattern(1, None).ends_with("|64)[0-9A-Fa-f]{4}"));
+        assert!(tags_pattern(1..=MAX_TOKEN_LEN, None).starts_with("\\x01(?:16|17|"));
+        assert!(tags_pattern(1..=MAX_TOKEN_LEN, None).ends_with("|64)[0-9A-Fa-f]{4}"));
     }
 }
