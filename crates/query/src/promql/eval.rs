@@ -33,9 +33,13 @@ pub(super) struct LoadedSeries {
 impl LoadedSeries {
     /// The labels without the metric name (what most functions output).
     pub fn metric_no_name(&self) -> &Arc<Labels> {
-        self.metric_no_name
-            .get_or_init(|| Arc::new(without_name(&self.metric)))
+        no_name_once(&self.metric_no_name, &self.metric)
     }
+}
+
+/// `metric` without its name, built on first use into `cell`.
+fn no_name_once<'a>(cell: &'a OnceLock<Arc<Labels>>, metric: &Arc<Labels>) -> &'a Arc<Labels> {
+    cell.get_or_init(|| Arc::new(without_name(metric)))
 }
 
 /// A selector's series selected but not decoded. The step evaluator decodes each on the
@@ -56,8 +60,23 @@ pub(super) struct DeferredSeries {
 
 impl DeferredSeries {
     pub fn metric_no_name(&self) -> &Arc<Labels> {
-        self.metric_no_name
-            .get_or_init(|| Arc::new(without_name(&self.metric)))
+        no_name_once(&self.metric_no_name, &self.metric)
+    }
+}
+
+/// The samples a query may decode, shared by the threads that decode them: an oversized
+/// query stops early with a clear error instead of running out of memory.
+pub(super) struct SampleBudget {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl SampleBudget {
+    pub fn charge(&self, n: usize) -> Result<(), PromqlError> {
+        if self.used.fetch_add(n, Ordering::Relaxed) + n > self.limit {
+            return Err(PromqlError::TooManySamples(self.limit));
+        }
+        Ok(())
     }
 }
 
@@ -90,7 +109,7 @@ impl DeferredSet {
         scratch.points.clear();
         scratch.stale.clear();
         split_stale(&scratch.samples, &mut scratch.points, &mut scratch.stale);
-        ev.charge_samples(scratch.points.len())?;
+        ev.budget.charge(scratch.points.len())?;
         Ok((&scratch.points, &scratch.stale))
     }
 }
@@ -129,8 +148,7 @@ pub(super) struct Evaluator<'a> {
     /// Selectors used as instant selectors (not inside a range selector).
     instant: std::collections::HashSet<usize>,
     deadline: Instant,
-    /// Samples decoded so far, against `opts.max_samples` (threads add to it).
-    loaded_samples: AtomicUsize,
+    pub(super) budget: SampleBudget,
 }
 
 fn key(vs: &VectorSelector) -> usize {
@@ -168,7 +186,10 @@ impl<'a> Evaluator<'a> {
             windows: HashMap::new(),
             instant: std::collections::HashSet::new(),
             deadline: Instant::now() + opts.timeout,
-            loaded_samples: AtomicUsize::new(0),
+            budget: SampleBudget {
+                used: AtomicUsize::new(0),
+                limit: opts.max_samples,
+            },
         }
     }
 
@@ -261,6 +282,22 @@ impl<'a> Evaluator<'a> {
             // An instant selector read at one time only needs each series' newest sample
             // in the window (a staleness marker there hides the series).
             let latest_only = self.instant.contains(&k) && maxt - mint == self.opts.lookback_ms;
+            if let Some(set) = self.deferred.remove(&k) {
+                // Selected already for the step evaluator, which declined: decode that
+                // selection rather than selecting again.
+                let selected = set
+                    .series
+                    .into_iter()
+                    .map(|d| {
+                        let mut s = d.chunks;
+                        s.labels = Arc::unwrap_or_clone(d.metric);
+                        s
+                    })
+                    .collect();
+                let rows = self.decode_selected(selected, mint, maxt, latest_only)?;
+                self.data.insert(k, rows);
+                continue;
+            }
             let mut rows: Vec<LoadedSeries> = Vec::new();
             for set in &sets {
                 self.load_set(set, mint, maxt, latest_only, &mut rows)?;
@@ -323,15 +360,6 @@ impl<'a> Evaluator<'a> {
         Ok(out)
     }
 
-    /// Counts `n` decoded samples against the query's budget.
-    pub(super) fn charge_samples(&self, n: usize) -> Result<(), PromqlError> {
-        let limit = self.opts.max_samples;
-        if self.loaded_samples.fetch_add(n, Ordering::Relaxed) + n > limit {
-            return Err(PromqlError::TooManySamples(limit));
-        }
-        Ok(())
-    }
-
     fn load_set(
         &mut self,
         set: &[Matcher],
@@ -340,49 +368,49 @@ impl<'a> Evaluator<'a> {
         latest_only: bool,
         rows: &mut Vec<LoadedSeries>,
     ) -> Result<(), PromqlError> {
-        let mut selected = self
+        let selected = self
             .db
             .select(set, mint, maxt, true)
             .map_err(PromqlError::Storage)?;
-        // Decoding is most of a query's work: split the series over the threads, keeping
-        // their order. The sample budget is shared, so an oversized query stops early.
+        rows.extend(self.decode_selected(selected, mint, maxt, latest_only)?);
+        Ok(())
+    }
+
+    /// Decodes selected series, split over the threads, keeping their order (decoding is
+    /// most of a query's work).
+    fn decode_selected(
+        &self,
+        mut selected: Vec<lastmile_store::SelectedSeries>,
+        mint: i64,
+        maxt: i64,
+        latest_only: bool,
+    ) -> Result<Vec<LoadedSeries>, PromqlError> {
         let threads = self
             .opts
             .parallelism
             .clamp(1, selected.len().div_ceil(256).max(1));
         let per = selected.len().div_ceil(threads).max(1);
-        let loaded = &self.loaded_samples;
-        let limit = self.opts.max_samples;
-        let parts: Vec<Option<Vec<LoadedSeries>>> = if threads > 1 {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = selected
-                    .chunks_mut(per)
-                    .map(|part| {
-                        scope.spawn(move || {
-                            decode_series(part, mint, maxt, latest_only, loaded, limit)
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                    .collect()
-            })
-        } else {
-            vec![decode_series(
-                &mut selected,
-                mint,
-                maxt,
-                latest_only,
-                loaded,
-                limit,
-            )]
-        };
-        drop(selected);
-        for part in parts {
-            rows.extend(part.ok_or(PromqlError::TooManySamples(limit))?);
+        let budget = &self.budget;
+        if threads == 1 {
+            return decode_series(&mut selected, mint, maxt, latest_only, budget);
         }
-        Ok(())
+        let parts: Vec<Result<Vec<LoadedSeries>, PromqlError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = selected
+                .chunks_mut(per)
+                .map(|part| {
+                    scope.spawn(move || decode_series(part, mint, maxt, latest_only, budget))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        let mut rows = Vec::with_capacity(selected.len());
+        for part in parts {
+            rows.extend(part?);
+        }
+        Ok(rows)
     }
 
     /// A selector's loaded series (sorted by labels); None if it was not loaded.
@@ -573,9 +601,8 @@ fn decode_series(
     mint: i64,
     maxt: i64,
     latest_only: bool,
-    loaded: &AtomicUsize,
-    limit: usize,
-) -> Option<Vec<LoadedSeries>> {
+    budget: &SampleBudget,
+) -> Result<Vec<LoadedSeries>, PromqlError> {
     let mut buf = Vec::new();
     let mut rows = Vec::with_capacity(series.len());
     for s in series {
@@ -588,9 +615,7 @@ fn decode_series(
         let mut points = Vec::with_capacity(buf.len());
         let mut stale = Vec::new();
         split_stale(&buf, &mut points, &mut stale);
-        if loaded.fetch_add(points.len(), Ordering::Relaxed) + points.len() > limit {
-            return None;
-        }
+        budget.charge(points.len())?;
         rows.push(LoadedSeries {
             metric: Arc::new(std::mem::take(&mut s.labels)),
             metric_no_name: OnceLock::new(),
@@ -598,7 +623,7 @@ fn decode_series(
             stale,
         });
     }
-    Some(rows)
+    Ok(rows)
 }
 
 pub(super) fn expr_type_name(e: &Expr) -> &'static str {

@@ -393,7 +393,8 @@ fn range_query_with(
         return Ok(QueryResult::Range(out));
     }
     if deferred {
-        // The step evaluator declined after all: the per-step one reads decoded series.
+        // The step evaluator declined after all: the per-step one reads decoded series
+        // (`load` decodes what was selected).
         ev.load(&expr)?;
     }
     let mut series: HashMap<Arc<Labels>, Vec<(i64, f64)>> = HashMap::new();

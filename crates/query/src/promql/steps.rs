@@ -851,7 +851,7 @@ mod tests {
     use lastmile_store::{Db, DbOptions, StoreMetrics};
 
     use super::super::{
-        QueryOptions, QueryResult, Value, instant_query_with, parse, range_query_with,
+        PromqlError, QueryOptions, QueryResult, Value, instant_query_with, parse, range_query_with,
     };
 
     type TestSeries = (Vec<(&'static str, String)>, Vec<(i64, f64)>);
@@ -1172,5 +1172,44 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn vectorised_equals_per_step_across_blocks_and_head() {
         compare_paths(true).await;
+    }
+
+    /// The per-query sample limit ends a query with its error, whichever evaluator runs it
+    /// and whether series are decoded up front or by the evaluating threads.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_sample_limit_ends_a_query_with_its_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = db(dir.path(), true).await;
+        let end = T0 + POINTS * STEP;
+        let limit = QueryOptions {
+            max_samples: 100,
+            ..QueryOptions::default()
+        };
+        for expr in [
+            "sum(rate(req_total[5m]))",
+            "rate(req_total[5m])",
+            "req_total",
+        ] {
+            for vectorised in [true, false] {
+                let r = range_query_with(&db, expr, T0, end, 60_000, &limit, vectorised);
+                assert!(
+                    matches!(r, Err(PromqlError::TooManySamples(100))),
+                    "{expr} vectorised={vectorised}: {r:?}"
+                );
+                let r = range_query_with(
+                    &db,
+                    expr,
+                    T0,
+                    end,
+                    60_000,
+                    &QueryOptions::default(),
+                    vectorised,
+                );
+                assert!(
+                    r.is_ok(),
+                    "{expr} vectorised={vectorised} within the limit: {r:?}"
+                );
+            }
+        }
     }
 }
