@@ -49,6 +49,16 @@ fn batch(t0: i64, n: i64) -> LogBatch {
     LogBatch { streams }
 }
 
+/// A batch of one stream, `{job="<job>"}`.
+fn one_stream(job: &str, entries: Vec<LogEntry>) -> LogBatch {
+    LogBatch {
+        streams: vec![LogStream {
+            labels: Labels::from_pairs([("job", job)]),
+            entries,
+        }],
+    }
+}
+
 fn lines_ordered(store: &LogStore, sel: &Selection, dir: Direction, limit: usize) -> Vec<String> {
     let mut out = Vec::new();
     store
@@ -210,12 +220,7 @@ fn retention_deletes_old_lines_and_forgets_empty_streams() {
         ..opts()
     };
     let store = LogStore::open(dir.path(), o.clone()).unwrap();
-    let old = LogBatch {
-        streams: vec![LogStream {
-            labels: Labels::from_pairs([("job", "old")]),
-            entries: vec![LogEntry::new(T0, "ancient")],
-        }],
-    };
+    let old = one_stream("old", vec![LogEntry::new(T0, "ancient")]);
     store.append(&old).unwrap();
     store.commit().unwrap();
     store.append(&batch(T0 + 7200 * SEC, 5)).unwrap();
@@ -252,14 +257,7 @@ fn ordered_reads_page_through_a_long_sparse_range() {
             format!("late {i}"),
         ));
     }
-    store
-        .append(&LogBatch {
-            streams: vec![LogStream {
-                labels: Labels::from_pairs([("job", "x")]),
-                entries,
-            }],
-        })
-        .unwrap();
+    store.append(&one_stream("x", entries)).unwrap();
     store.commit().unwrap();
     let sel = Selection::new(0, i64::MAX);
     let fwd = lines_ordered(&store, &sel, Direction::Forward, 1000);
@@ -302,14 +300,7 @@ fn substring_search_finds_every_line_that_holds_the_needle() {
         .enumerate()
         .map(|(i, l)| LogEntry::new(T0 + i as i64, l.clone()))
         .collect();
-    store
-        .append(&LogBatch {
-            streams: vec![LogStream {
-                labels: Labels::from_pairs([("job", "ids")]),
-                entries,
-            }],
-        })
-        .unwrap();
+    store.append(&one_stream("ids", entries)).unwrap();
     store.commit().unwrap();
     let needles = [
         "4bf92f3577b34da6a3ce929d0e0e4736",
