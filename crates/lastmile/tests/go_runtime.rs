@@ -157,9 +157,12 @@ fn attach_pushes_series_and_a_park_profile_to_serve() {
         &format!("sum(go_ebpf_stw_pause_seconds_count{{pid=\"{pid}\"}})"),
     )
     .expect("STW histogram stored");
+    // A cycle is counted when gcMarkTermination is entered, while its second pause
+    // (mark termination) ends only when the world restarts inside it: the last
+    // snapshot may fall between the two, so that one cycle may lack its second pause.
     assert!(
-        count >= 2.0 * cycles,
-        "two GC pauses per cycle: {count} for {cycles}"
+        count >= 2.0 * cycles - 1.0,
+        "two GC pauses per cycle (the last may be open): {count} for {cycles}"
     );
     assert!(
         query_value(
