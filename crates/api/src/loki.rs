@@ -172,7 +172,7 @@ pub async fn store_logs(st: &AppState, mut batch: LogBatch) -> Result<LogAppendS
     let ruled = st.rules.current().apply_logs(&mut batch);
     st.metrics.log_rules_applied(&ruled);
     let store = st.logs.store.clone();
-    let stats = tokio::task::spawn_blocking(move || store.append(&batch))
+    let stats = tokio::task::spawn_blocking(move || store.append_owned(batch))
         .await
         .map_err(|e| {
             LokiError(

@@ -480,6 +480,12 @@ impl prometheus_client::collector::Collector for LogStoreCollector {
             "lastmile_log_store_lines_deleted_by_retention",
             "Log lines deleted by retention",
             s.lines_deleted_by_retention.load(Relaxed),
+        )?;
+        const_counter(
+            e,
+            "lastmile_log_store_chunks_read",
+            "Log chunks (compressed runs of one stream's lines) read by queries",
+            s.chunks_read.load(Relaxed),
         )
     }
 }

@@ -1,5 +1,5 @@
 //! Binary encodings of the log store: WAL records (a whole pushed batch) and the
-//! per-line structured metadata kept in the doc store.
+//! per-line structured metadata kept in chunks.
 //!
 //! A WAL record is `[REC_LOG_BATCH][uvarint streams]` then per stream
 //! `[uvarint labels][name value]*[uvarint entries]` and per entry
@@ -118,13 +118,7 @@ pub fn encode_metadata(out: &mut Vec<u8>, metadata: &[(String, String)]) {
     }
 }
 
-pub fn decode_metadata(buf: &[u8]) -> Option<Vec<(String, String)>> {
-    let mut d = Decoder::new(buf);
-    let m = decode_metadata_from(&mut d)?;
-    (d.pos == d.buf.len()).then_some(m)
-}
-
-fn decode_metadata_from(d: &mut Decoder<'_>) -> Option<Vec<(String, String)>> {
+pub(crate) fn decode_metadata_from(d: &mut Decoder<'_>) -> Option<Vec<(String, String)>> {
     let n = d.uvarint()? as usize;
     let mut out = Vec::with_capacity(n.min(d.buf.len() - d.pos));
     for _ in 0..n {

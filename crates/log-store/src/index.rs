@@ -1,60 +1,55 @@
 //! The tantivy side of the log store: schema, tokenizer, and turning a selection (streams,
 //! time range, required substrings, trace id) into an index query.
 //!
-//! One document per log line. Only what searches need is indexed, and with the least
-//! detail that answers them: the line's tokens without frequencies or positions (a
-//! candidate filter: every match is confirmed on the line itself), the stream id, the
-//! trace id, and the timestamp and line length as fast (columnar) fields. The line,
-//! metadata and ids are kept in the zstd-compressed doc store.
+//! One document per chunk (see [`crate::chunk`]): the chunk's distinct terms without
+//! frequencies or positions (a candidate filter: every match is confirmed on the line
+//! itself), its stream, the distinct trace ids of its lines, and its time span, line
+//! count, line bytes and flags as fast (columnar) fields. The chunk itself is a stored
+//! field; it is compressed already, so the doc store does not compress again.
 
 use std::ops::Bound;
 
-use tantivy::query::{
-    AllQuery, BooleanQuery, Occur, Query, RangeQuery, RegexQuery, TermQuery, TermSetQuery,
-};
+use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, RegexQuery, TermQuery, TermSetQuery};
 use tantivy::schema::{
     BytesOptions, Field, IndexRecordOption, NumericOptions, STORED, Schema, TextFieldIndexing,
     TextOptions,
 };
-use tantivy::tokenizer::TextAnalyzer;
+use tantivy::tokenizer::{TextAnalyzer, WhitespaceTokenizer};
 use tantivy::{Index, Term};
 
 use crate::streams::StreamId;
 
 pub use crate::tokens::MAX_TOKEN_LEN;
-use crate::tokens::{self, MIN_TAGGED_LEN, TAG_PREFIX};
+use crate::tokens::{self, MIN_TAGGED_LEN};
 
-pub const TOKENIZER: &str = "lastmile_log";
+pub const TOKENIZER: &str = "lastmile_chunk_terms";
 
 #[derive(Clone, Copy)]
 pub struct Fields {
+    /// The chunk's distinct line terms (see [`tokens`]), space-separated.
     pub line: Field,
     pub stream: Field,
-    pub ts: Field,
-    pub len: Field,
-    /// Bit 0: the line has structured metadata (which LogQL turns into labels, so
+    /// Oldest and newest line timestamp of the chunk.
+    pub min_ts: Field,
+    pub max_ts: Field,
+    /// Lines in the chunk.
+    pub lines: Field,
+    /// Bit 0: some line has structured metadata (which LogQL turns into labels, so
     /// metric queries must read those lines).
     pub flags: Field,
-    /// The trace id, indexed (not stored: see `ids_at`).
+    /// The distinct trace ids of the chunk's lines.
     pub trace: Field,
-    /// The trace id's bytes, stored when the line's text does not spell it.
-    pub trace_bytes: Field,
-    /// The span id's bytes, stored when the line's text does not spell it.
-    pub span_bytes: Field,
-    /// Where the line's text spells its trace and span ids in lowercase hex: two u16
-    /// (little endian) byte offsets, `u16::MAX` for "not in the text". Random ids do not
-    /// compress; most lines carry them in their text already, so they are not kept twice.
-    pub ids_at: Field,
-    pub meta: Field,
+    /// The encoded chunk.
+    pub chunk: Field,
 }
 
 /// Bumped when the index's schema or its terms change meaning; an index written with
 /// another version is refused at open, with a message saying what to do.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 pub fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
-    let line_opts = TextOptions::default().set_stored().set_indexing_options(
+    let line_opts = TextOptions::default().set_indexing_options(
         TextFieldIndexing::default()
             .set_tokenizer(TOKENIZER)
             .set_index_option(IndexRecordOption::Basic)
@@ -62,29 +57,23 @@ pub fn schema() -> (Schema, Fields) {
     );
     let line = b.add_text_field("line", line_opts);
     let stream = b.add_u64_field("stream", NumericOptions::default().set_indexed().set_fast());
-    // Time ranges are answered from the column; indexed, every distinct timestamp would be
-    // a term.
-    let ts = b.add_i64_field("ts", NumericOptions::default().set_fast());
-    let len = b.add_u64_field("len", NumericOptions::default().set_fast());
+    let min_ts = b.add_i64_field("min_ts", NumericOptions::default().set_fast());
+    let max_ts = b.add_i64_field("max_ts", NumericOptions::default().set_fast());
+    let lines = b.add_u64_field("lines", NumericOptions::default().set_fast());
     let flags = b.add_u64_field("flags", NumericOptions::default().set_fast());
     let trace = b.add_bytes_field("trace", BytesOptions::default().set_indexed());
-    let trace_bytes = b.add_bytes_field("trace_bytes", STORED);
-    let span_bytes = b.add_bytes_field("span_bytes", STORED);
-    let ids_at = b.add_bytes_field("ids_at", STORED);
-    let meta = b.add_bytes_field("meta", STORED);
+    let chunk = b.add_bytes_field("chunk", STORED);
     (
         b.build(),
         Fields {
             line,
             stream,
-            ts,
-            len,
+            min_ts,
+            max_ts,
+            lines,
             flags,
             trace,
-            trace_bytes,
-            span_bytes,
-            ids_at,
-            meta,
+            chunk,
         },
     )
 }
@@ -92,7 +81,7 @@ pub fn schema() -> (Schema, Fields) {
 pub fn register_tokenizer(index: &Index) {
     index.tokenizers().register(
         TOKENIZER,
-        TextAnalyzer::from(tokens::LineTokenizer::default()),
+        TextAnalyzer::from(WhitespaceTokenizer::default()),
     );
 }
 
@@ -128,15 +117,29 @@ impl Selection {
     }
 }
 
-/// The index query for a selection over `[start_ns, end_ns)`.
+/// Chunks with lines in `[start_ns, end_ns)` (by their time span).
+fn overlaps(f: &Fields, start_ns: i64, end_ns: i64) -> [(Occur, Box<dyn Query>); 2] {
+    [
+        (
+            Occur::Must,
+            Box::new(RangeQuery::new(
+                Bound::Unbounded,
+                Bound::Excluded(Term::from_field_i64(f.min_ts, end_ns)),
+            )),
+        ),
+        (
+            Occur::Must,
+            Box::new(RangeQuery::new(
+                Bound::Included(Term::from_field_i64(f.max_ts, start_ns)),
+                Bound::Unbounded,
+            )),
+        ),
+    ]
+}
+
+/// The index query for the chunks a selection over `[start_ns, end_ns)` needs.
 pub fn build_query(f: &Fields, sel: &Selection, start_ns: i64, end_ns: i64) -> Box<dyn Query> {
-    let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(
-        Occur::Must,
-        Box::new(RangeQuery::new(
-            Bound::Included(Term::from_field_i64(f.ts, start_ns)),
-            Bound::Excluded(Term::from_field_i64(f.ts, end_ns)),
-        )),
-    )];
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> = overlaps(f, start_ns, end_ns).into();
     if let Some(streams) = &sel.streams {
         clauses.push((
             Occur::Must,
@@ -150,29 +153,28 @@ pub fn build_query(f: &Fields, sel: &Selection, start_ns: i64, end_ns: i64) -> B
             clauses.push((Occur::Must, q));
         }
     }
-    if clauses.is_empty() {
-        return Box::new(AllQuery);
-    }
     Box::new(BooleanQuery::new(clauses))
 }
 
+/// Chunks holding lines of `trace` in `[start_ns, end_ns)`.
 pub fn trace_query(f: &Fields, trace: &[u8; 16], start_ns: i64, end_ns: i64) -> Box<dyn Query> {
-    Box::new(BooleanQuery::new(vec![
-        (
-            Occur::Must,
-            Box::new(TermQuery::new(
-                Term::from_field_bytes(f.trace, trace),
-                IndexRecordOption::Basic,
-            )) as Box<dyn Query>,
-        ),
-        (
-            Occur::Must,
-            Box::new(RangeQuery::new(
-                Bound::Included(Term::from_field_i64(f.ts, start_ns)),
-                Bound::Excluded(Term::from_field_i64(f.ts, end_ns)),
-            )),
-        ),
-    ]))
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> = overlaps(f, start_ns, end_ns).into();
+    clauses.push((
+        Occur::Must,
+        Box::new(TermQuery::new(
+            Term::from_field_bytes(f.trace, trace),
+            IndexRecordOption::Basic,
+        )),
+    ));
+    Box::new(BooleanQuery::new(clauses))
+}
+
+/// Chunks whose every line is older than `cutoff`.
+pub fn older_than(f: &Fields, cutoff: i64) -> RangeQuery {
+    RangeQuery::new(
+        Bound::Unbounded,
+        Bound::Excluded(Term::from_field_i64(f.max_ts, cutoff)),
+    )
 }
 
 /// Index conditions that every line containing `needle` satisfies.
@@ -261,21 +263,19 @@ fn run_condition(
     let mut either = vec![words];
     if tokens::is_hex(tok) {
         let tags = match (open_left, open_right) {
-            // It starts with the run: its tag's prefix is known once the run has one.
-            (false, _) if tok.len() >= TAG_PREFIX => {
-                tokens::tags_pattern(tok.len()..=MAX_TOKEN_LEN, Some(&tok[..TAG_PREFIX]))
-            }
+            // It starts with the run.
+            (false, _) => tokens::tags_pattern(tok.len()..=MAX_TOKEN_LEN, tok),
             // It is the run itself, or longer with any prefix.
             (true, true) if tok.len() >= MIN_TAGGED_LEN => {
-                let same = tokens::tags_pattern(tok.len()..=tok.len(), Some(&tok[..TAG_PREFIX]));
+                let same = tokens::tags_pattern(tok.len()..=tok.len(), tok);
                 format!(
                     "{same}|{}",
-                    tokens::tags_pattern(tok.len() + 1..=MAX_TOKEN_LEN, None)
+                    tokens::tags_pattern(tok.len() + 1..=MAX_TOKEN_LEN, "")
                 )
             }
             // It ends with the run: any prefix, at least as long.
             (true, false) if tok.len() >= MIN_TAGGED_LEN => {
-                tokens::tags_pattern(tok.len()..=MAX_TOKEN_LEN, None)
+                tokens::tags_pattern(tok.len()..=MAX_TOKEN_LEN, "")
             }
             // Any tag could hold it: the index cannot narrow the read.
             _ => return None,

@@ -12,11 +12,12 @@
 //! order ([`LogStore::for_each_line_ordered`], for log queries with a limit).
 //! [`LogStore::lines_for_trace`] returns every line of a trace.
 
+mod chunk;
 mod codec;
-mod doc;
 mod index;
 mod store;
 mod streams;
+mod template;
 mod tokens;
 
 use std::path::{Path, PathBuf};

