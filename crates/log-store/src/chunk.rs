@@ -363,3 +363,38 @@ mod tests {
         assert!(decode(&flipped).is_err());
     }
 }
+
+/// Bytes per raw byte of a corpus (one line per line of the file named by
+/// `LASTMILE_CORPUS`) in chunks of 4,096 lines: for tuning the codec, not a test.
+#[cfg(test)]
+#[test]
+#[ignore]
+fn corpus_ratio() {
+    let Ok(path) = std::env::var("LASTMILE_CORPUS") else {
+        return;
+    };
+    let text = std::fs::read_to_string(path).unwrap();
+    let entries: Vec<LogEntry> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| LogEntry::new(i as i64 * 1_000_000, l))
+        .collect();
+    let (mut raw, mut stored) = (0, 0);
+    for part in entries.chunks(4096) {
+        let refs: Vec<&LogEntry> = part.iter().collect();
+        let mut blob = Vec::new();
+        encode(&refs, 3, &mut blob).unwrap();
+        raw += part.iter().map(|e| e.line.len()).sum::<usize>();
+        stored += blob.len();
+        let t = template::encode(part.iter().map(|e| e.line.as_str()));
+        for (name, p) in [
+            ("templates", &t.templates),
+            ("numbers", &t.numbers),
+            ("hex", &t.hex),
+        ] {
+            let z = zstd::bulk::compress(p, 3).unwrap().len();
+            eprintln!("  {name}: {} raw, {z} zstd", p.len());
+        }
+    }
+    eprintln!("{stored} / {raw} = {:.4}", stored as f64 / raw as f64);
+}
