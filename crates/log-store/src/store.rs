@@ -330,6 +330,7 @@ impl LogStore {
         }
         let seq;
         let wake_committer;
+        let head_full;
         {
             let mut w = inner.writer.lock();
             if w.closed {
@@ -346,9 +347,18 @@ impl LogStore {
             v.active_bytes += head.bytes;
             v.active.push(Arc::new(head));
             wake_committer = v.active_bytes >= inner.opts.max_uncommitted_bytes;
+            head_full = v.active_bytes >= 4 * inner.opts.max_uncommitted_bytes;
         }
         if wake_committer {
             inner.wake.notify_one();
+        }
+        if head_full {
+            // Lines arrive faster than the committer cuts chunks: the appender commits
+            // too (after the commit in progress), so the head stays bounded. Its lines are
+            // in the WAL and the head already: a failed commit does not fail the append.
+            if let Err(e) = inner.commit() {
+                tracing::error!(error = %e, "log index commit failed; will retry");
+            }
         }
         block_on(inner.wal.wait_durable(seq))?;
         inner
