@@ -8,15 +8,15 @@
 //! [u8 version][uvarint lines] then five sections, each
 //! [uvarint bytes][uvarint zstd bytes][zstd frame]:
 //! head:  per line [varint ts − previous ts][uvarint line length][u8 flags]
-//! ids:   per line, as its flags say: trace id (uvarint offset where the text spells it
-//!        in lowercase hex, else 16 bytes), span id (likewise, 8 bytes), metadata
+//! ids:   per line, as its flags say: trace id (uvarint: which of the text's hex runs
+//!        spells it, else 16 bytes), span id (likewise, 8 bytes), metadata
 //! text:  the lines' templates, numbers and hex runs (three sections, see
 //!        [`crate::template`])
 //! ```
 //!
 //! The head is separate so that reads needing only timestamps and sizes (metric queries)
-//! do not decompress the text. Random ids do not compress; most lines spell theirs, so an
-//! offset stands for them.
+//! do not decompress the text. Random ids do not compress; most lines spell theirs, so a
+//! reference to that spelling stands for them.
 
 use std::ops::Range;
 
@@ -73,15 +73,17 @@ pub fn encode(lines: &[&LogEntry], zstd_level: i32, out: &mut Vec<u8>) -> std::i
     Ok(())
 }
 
-/// Writes where `line` spells `id` in lowercase hex (returning `in_text`), or the id's bytes.
+/// Writes which of `line`'s hex runs spells `id` (returning `in_text`), or the id's
+/// bytes. The run's ordinal, unlike its byte offset, is the same on every line of a
+/// log statement, so it compresses to almost nothing.
 fn put_id(body: &mut Vec<u8>, line: &str, id: &[u8], in_text: u8) -> u8 {
     // On the stack: this runs for every line that has an id.
     let mut spelled = [0u8; 32];
     let n = id.len().min(16);
     hex_into(&id[..n], &mut spelled);
-    match memchr::memmem::find(line.as_bytes(), &spelled[..2 * n]) {
-        Some(at) => {
-            put_uvarint(body, at as u64);
+    match template::hex_runs(line.as_bytes()).position(|run| run == &spelled[..2 * n]) {
+        Some(k) => {
+            put_uvarint(body, k as u64);
             in_text
         }
         None => {
@@ -104,12 +106,13 @@ impl Head {
     }
 }
 
-/// Where one line's parts sit in the decompressed body.
+/// Where one line's parts sit in the decompressed body. Ids are resolved when asked for
+/// (most reads never look at them).
 #[derive(Clone)]
 struct LineAt {
     text: Range<usize>,
-    trace: Option<TraceId>,
-    span: Option<SpanId>,
+    trace: Option<StoredId<16>>,
+    span: Option<StoredId<8>>,
     metadata: Option<Range<usize>>,
 }
 
@@ -203,8 +206,8 @@ pub fn decode(blob: &[u8]) -> Result<Chunk, Corrupt> {
         let line = body.get(text.clone()).ok_or("chunk text is short")?;
         std::str::from_utf8(line).map_err(|_| "chunk text is not UTF-8")?;
         lines.push(LineAt {
-            trace: trace.map(|t| t.resolve(line)).transpose()?.map(TraceId),
-            span: span.map(|s| s.resolve(line)).transpose()?.map(SpanId),
+            trace,
+            span,
             text,
             metadata,
         });
@@ -217,21 +220,24 @@ pub fn decode(blob: &[u8]) -> Result<Chunk, Corrupt> {
 }
 
 /// An id as stored: its bytes, or where the line spells it.
+#[derive(Clone, Copy)]
 enum StoredId<const N: usize> {
     Bytes([u8; N]),
-    At(usize),
+    /// The k-th hex run of the line's text.
+    Run(usize),
 }
 
 impl<const N: usize> StoredId<N> {
-    fn resolve(self, line: &[u8]) -> Result<[u8; N], Corrupt> {
+    /// The id; `None` when the reference does not point at one (damage).
+    fn resolve(self, line: &[u8]) -> Option<[u8; N]> {
         match self {
-            StoredId::Bytes(b) => Ok(b),
-            StoredId::At(at) => line
-                .get(at..at + 2 * N)
+            StoredId::Bytes(b) => Some(b),
+            StoredId::Run(k) => template::hex_runs(line)
+                .nth(k)
+                .filter(|run| run.len() == 2 * N)
                 .and_then(|t| std::str::from_utf8(t).ok())
                 .and_then(from_hex)
-                .and_then(|v| v.try_into().ok())
-                .ok_or("id offset does not point at the id"),
+                .and_then(|v| v.try_into().ok()),
         }
     }
 }
@@ -247,7 +253,7 @@ fn read_id<const N: usize>(
     }
     if flags & in_text != 0 {
         let at = b.uvarint().ok_or("truncated id")? as usize;
-        return Ok(Some(StoredId::At(at)));
+        return Ok(Some(StoredId::Run(at)));
     }
     let bytes = b.bytes(N).ok_or("truncated id")?;
     let mut id = [0u8; N];
@@ -262,7 +268,38 @@ impl Chunk {
     }
 
     pub fn trace_id(&self, i: usize) -> Option<TraceId> {
-        self.lines[i].trace
+        let l = &self.lines[i];
+        l.trace?.resolve(&self.body[l.text.clone()]).map(TraceId)
+    }
+
+    fn span_id(&self, i: usize) -> Option<SpanId> {
+        let l = &self.lines[i];
+        l.span?.resolve(&self.body[l.text.clone()]).map(SpanId)
+    }
+
+    /// The lines in `range` whose trace id is `trace`. Lines that spell it are found by
+    /// one search of the whole text, not by resolving every line's id.
+    pub fn lines_of_trace(&self, trace: TraceId, range: Range<usize>) -> Vec<usize> {
+        let mut spelled_hex = [0u8; 32];
+        hex_into(&trace.0, &mut spelled_hex);
+        let text_start = self.lines.first().map_or(self.body.len(), |l| l.text.start);
+        let mut spelled: Vec<usize> =
+            memchr::memmem::find_iter(&self.body[text_start..], &spelled_hex)
+                .map(|at| {
+                    let at = text_start + at;
+                    self.lines.partition_point(|l| l.text.end <= at)
+                })
+                .collect();
+        spelled.dedup();
+        range
+            .filter(|&i| match self.lines[i].trace {
+                Some(StoredId::Bytes(b)) => b == trace.0,
+                Some(StoredId::Run(_)) => {
+                    spelled.binary_search(&i).is_ok() && self.trace_id(i) == Some(trace)
+                }
+                None => false,
+            })
+            .collect()
     }
 
     /// The text of line `i`.
@@ -277,8 +314,8 @@ impl Chunk {
         out.timestamp_ns = self.head.ts[i];
         out.line.clear();
         out.line.push_str(self.text(i));
-        out.trace_id = l.trace;
-        out.span_id = l.span;
+        out.trace_id = self.trace_id(i);
+        out.span_id = self.span_id(i);
         out.metadata.clear();
         if let Some(m) = &l.metadata {
             let mut d = Decoder::new(&self.body[m.clone()]);
@@ -348,6 +385,32 @@ mod tests {
         let h = decode_head(&blob).unwrap();
         assert_eq!(h.ts, vec![3, 3, 4, 5, -7]);
         assert_eq!(h.lens[0] as usize, lines[0].line.len());
+    }
+
+    #[test]
+    fn the_lines_of_a_trace_are_found_spelled_or_stored() {
+        let a = TraceId([0xab; 16]);
+        let b = TraceId([0xcd; 16]);
+        let lines = [
+            entry(1, format!("trace_id={}", a.to_hex()), Some(a), None),
+            // Spells a, belongs to b.
+            entry(2, format!("caused by {} ", a.to_hex()), Some(b), None),
+            entry(3, "no spelling".into(), Some(a), None),
+            entry(
+                4,
+                format!("{} and {}", b.to_hex(), a.to_hex()),
+                Some(a),
+                None,
+            ),
+            entry(5, format!("trace_id={}", a.to_hex()), None, None),
+        ];
+        let refs: Vec<&LogEntry> = lines.iter().collect();
+        let mut blob = Vec::new();
+        encode(&refs, 3, &mut blob).unwrap();
+        let c = decode(&blob).unwrap();
+        assert_eq!(c.lines_of_trace(a, 0..5), vec![0, 2, 3]);
+        assert_eq!(c.lines_of_trace(a, 1..3), vec![2]);
+        assert_eq!(c.lines_of_trace(b, 0..5), vec![1]);
     }
 
     #[test]

@@ -241,6 +241,10 @@ fn run_condition(
             IndexRecordOption::Basic,
         ))
     };
+    if tokens::is_short_number(tok) {
+        // The line token holding it may be a number too short to index.
+        return None;
+    }
     if !open_left && !open_right {
         // The line holds the run as a whole token.
         return Some((

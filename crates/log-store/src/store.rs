@@ -220,6 +220,12 @@ impl LogStore {
             .unwrap_or(0);
         let writer: IndexWriter<TantivyDocument> =
             index.writer_with_num_threads(1, opts.writer_memory_bytes.max(15 << 20))?;
+        // Every segment has its own term dictionary, and the tags of random ids fill each
+        // one alike: merging at four segments instead of tantivy's eight keeps fewer
+        // copies. Merges are cheap here (a chunk is one document).
+        let mut merges = tantivy::merge_policy::LogMergePolicy::default();
+        merges.set_min_num_segments(4);
+        writer.set_merge_policy(Box::new(merges));
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -468,14 +474,12 @@ impl LogStore {
         let mut cands = Vec::new();
         for (seg, doc, stream) in chunk_docs(&snap.searcher, &*query)? {
             let c = chunks.chunk(seg, doc)?;
-            for i in line_range(&c.head.ts, start_ns, end_ns) {
-                if c.trace_id(i) == Some(trace) {
-                    cands.push(Cand {
-                        ts: c.head.ts[i],
-                        stream,
-                        src: Src::Index(seg, doc, i as u32),
-                    });
-                }
+            for i in c.lines_of_trace(trace, line_range(&c.head.ts, start_ns, end_ns)) {
+                cands.push(Cand {
+                    ts: c.head.ts[i],
+                    stream,
+                    src: Src::Index(seg, doc, i as u32),
+                });
             }
         }
         for (bi, b) in snap.head.iter().enumerate() {

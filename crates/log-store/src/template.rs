@@ -183,6 +183,12 @@ fn number(digits: &[u8]) -> Option<u64> {
     )
 }
 
+/// The runs of `line` that the codec keeps as hex variables, in order.
+pub fn hex_runs(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+    line.split(|b| !b.is_ascii_alphanumeric())
+        .filter(|run| is_hex_var(run))
+}
+
 fn is_hex_var(run: &[u8]) -> bool {
     (MIN_HEX..=MAX_HEX).contains(&run.len())
         && run.len().is_multiple_of(2)

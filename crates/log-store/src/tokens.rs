@@ -26,6 +26,17 @@ const TAG_MARK: char = '\u{1}';
 /// a run knows which lines to read.
 pub const LONG_TOKEN_MARK: &str = "\u{2}";
 
+/// Digit-only runs shorter than this are not indexed: a chunk holds thousands of lines, so
+/// nearly every chunk has any given number of up to four digits (status codes, ports,
+/// durations) and the index would narrow nothing, at the cost of a posting per chunk
+/// and number.
+pub const MIN_INDEXED_DIGITS: usize = 5;
+
+/// Whether `run` is a number too short to index.
+pub fn is_short_number(run: &str) -> bool {
+    run.len() < MIN_INDEXED_DIGITS && run.bytes().all(|b| b.is_ascii_digit())
+}
+
 pub fn is_hex(s: &str) -> bool {
     s.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -38,7 +49,9 @@ pub fn is_tagged(run: &str) -> bool {
 /// The tag of a tagged hex run, which starts with `run[..TAG_PREFIX]`.
 pub fn tag(run: &str) -> String {
     let mut out = String::new();
-    write_term(&mut out, term_of(run));
+    if let Some(t) = term_of(run) {
+        write_term(&mut out, t);
+    }
     out
 }
 
@@ -113,16 +126,19 @@ enum Term<'a> {
     LongRun,
 }
 
-fn term_of(run: &str) -> Term<'_> {
-    if run.len() > MAX_TOKEN_LEN {
+/// The term of a run; `None` for runs not indexed.
+fn term_of(run: &str) -> Option<Term<'_>> {
+    Some(if run.len() > MAX_TOKEN_LEN {
         Term::LongRun
     } else if is_tagged(run) {
         let mut prefix = [0u8; TAG_PREFIX];
         prefix.copy_from_slice(&run.as_bytes()[..TAG_PREFIX]);
         Term::Tag(run.len() as u8, prefix)
+    } else if is_short_number(run) {
+        return None;
     } else {
         Term::Word(run)
-    }
+    })
 }
 
 fn write_term(out: &mut String, t: Term<'_>) {
@@ -141,9 +157,10 @@ fn write_term(out: &mut String, t: Term<'_>) {
 #[cfg(test)]
 fn line_terms(line: &str) -> Vec<String> {
     runs(line)
-        .map(|(a, b)| {
+        .filter_map(|(a, b)| term_of(&line[a..b]))
+        .map(|t| {
             let mut s = String::new();
-            write_term(&mut s, term_of(&line[a..b]));
+            write_term(&mut s, t);
             s
         })
         .collect()
@@ -159,7 +176,9 @@ pub struct ChunkTerms<'a> {
 impl<'a> ChunkTerms<'a> {
     pub fn add_line(&mut self, line: &'a str) {
         for (a, b) in runs(line) {
-            self.seen.insert(term_of(&line[a..b]));
+            if let Some(t) = term_of(&line[a..b]) {
+                self.seen.insert(t);
+            }
         }
     }
 

@@ -288,6 +288,9 @@ fn id_lines() -> Vec<String> {
         lines.push(format!(r#"{{"span":"x{id}","n":{i}}}"#));
         lines.push(format!("traceparent: 00-{id}-00f067aa0ba902b7-01 #{i}"));
     }
+    // Numbers: short ones are not indexed, longer ones are.
+    lines.push("status=200 took 17ms order 48213 port:8080".into());
+    lines.push("status=503 order 482130 user 1482139".into());
     lines
 }
 
@@ -328,6 +331,15 @@ fn substring_search_finds_every_line_that_holds_the_needle() {
         "beef00",
         "no such thing",
         "traceparent",
+        "200",
+        "=200 ",
+        "17ms",
+        "48213",
+        "order 48213",
+        "48213 ",
+        "82130",
+        "8080",
+        "503 order",
     ];
     for needle in needles {
         let mut sel = Selection::new(T0, T0 + SEC);
@@ -359,6 +371,7 @@ fn substring_search_finds_every_line_that_holds_the_needle() {
             "=00f067aa0ba902b7 ",
             "traceparent",
             "no such thing",
+            "order 48213",
         ];
         let read = store.stats().chunks_read.load(Ordering::Relaxed) - chunks_before;
         if narrow.contains(&needle) {
