@@ -257,7 +257,7 @@ fn run_condition(
         ));
     }
     let escaped = regex_escape(tok);
-    let (rank, words) = match (open_left, open_right) {
+    let (mut rank, words) = match (open_left, open_right) {
         (false, _) => (1, format!("{escaped}.*")),
         (true, false) => (2, format!(".*{escaped}")),
         (true, true) => (3, format!(".*{escaped}.*")),
@@ -265,6 +265,13 @@ fn run_condition(
     // The line token holding the run may be a word, a tagged hex run, or a run too long
     // to index (which the line's long-token mark stands for).
     let mut either = vec![words];
+    if open_left && tokens::is_tagged(tok) {
+        // A long hex run lies in a maximal hex run at least as long, which is tagged even
+        // inside a word: the tags below find every holder, and the costly walk of the
+        // dictionary for words that hold the run is not needed.
+        either.clear();
+        rank = 1;
+    }
     if tokens::is_hex(tok) {
         let tags = match (open_left, open_right) {
             // It starts with the run.

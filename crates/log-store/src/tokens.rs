@@ -117,6 +117,25 @@ pub fn runs(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
     })
 }
 
+/// The maximal hex runs of at least [`MIN_TAGGED_LEN`] characters inside `word`.
+fn hex_runs(word: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let b = word.as_bytes();
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        while pos < b.len() {
+            let start = pos;
+            while pos < b.len() && b[pos].is_ascii_hexdigit() {
+                pos += 1;
+            }
+            if pos - start >= MIN_TAGGED_LEN {
+                return Some((start, pos));
+            }
+            pos += 1;
+        }
+        None
+    })
+}
+
 /// One index term of a line.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Term<'a> {
@@ -176,8 +195,25 @@ pub struct ChunkTerms<'a> {
 impl<'a> ChunkTerms<'a> {
     pub fn add_line(&mut self, line: &'a str) {
         for (a, b) in runs(line) {
-            if let Some(t) = term_of(&line[a..b]) {
-                self.seen.insert(t);
+            let run = &line[a..b];
+            match term_of(run) {
+                Some(Term::Word(w)) => {
+                    self.seen.insert(Term::Word(w));
+                    // A word holding a long hex run ("x" + an id) also gets the run's
+                    // tag: then the tags alone answer a search for a long hex needle,
+                    // without walking the whole term dictionary for words that hold it.
+                    if w.len() > MIN_TAGGED_LEN {
+                        for (s, e) in hex_runs(w) {
+                            if let Some(t) = term_of(&w[s..e]) {
+                                self.seen.insert(t);
+                            }
+                        }
+                    }
+                }
+                Some(t) => {
+                    self.seen.insert(t);
+                }
+                None => {}
             }
         }
     }
