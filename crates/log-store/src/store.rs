@@ -1180,8 +1180,13 @@ impl<'a> ChunkReader<'a> {
         }
     }
 
-    /// The stored bytes of a chunk.
-    fn blob(&mut self, seg: u32, doc: DocId) -> Result<Vec<u8>, LogStoreError> {
+    /// Calls `f` with the stored bytes of a chunk.
+    fn with_blob<R>(
+        &mut self,
+        seg: u32,
+        doc: DocId,
+        f: impl FnOnce(&[u8]) -> Result<R, chunk::Corrupt>,
+    ) -> Result<R, LogStoreError> {
         let slot = &mut self.stores[seg as usize];
         let store = match slot {
             Some(s) => s,
@@ -1196,10 +1201,11 @@ impl<'a> ChunkReader<'a> {
         };
         let d: TantivyDocument = store.get(doc)?;
         self.stats.chunks_read.fetch_add(1, Ordering::Relaxed);
-        match d.get_first(self.f.chunk).and_then(|v| v.as_bytes()) {
-            Some(b) => Ok(b.to_vec()),
-            None => Err(self.corrupt(seg, "a chunk document without its chunk")),
-        }
+        let blob = d
+            .get_first(self.f.chunk)
+            .and_then(|v| v.as_bytes())
+            .ok_or("a chunk document without its chunk");
+        blob.and_then(f).map_err(|e| self.corrupt(seg, e))
     }
 
     fn corrupt(&self, seg: u32, reason: &str) -> LogStoreError {
@@ -1212,14 +1218,12 @@ impl<'a> ChunkReader<'a> {
 
     /// A chunk's timestamps and sizes (its text stays compressed).
     fn head(&mut self, seg: u32, doc: DocId) -> Result<chunk::Head, LogStoreError> {
-        let blob = self.blob(seg, doc)?;
-        chunk::decode_head(&blob).map_err(|e| self.corrupt(seg, e))
+        self.with_blob(seg, doc, chunk::decode_head)
     }
 
     /// A whole chunk, decoded now (not kept).
     fn load(&mut self, seg: u32, doc: DocId) -> Result<Chunk, LogStoreError> {
-        let blob = self.blob(seg, doc)?;
-        chunk::decode(&blob).map_err(|e| self.corrupt(seg, e))
+        self.with_blob(seg, doc, chunk::decode)
     }
 
     /// A whole chunk, decoded once per window.
