@@ -3,16 +3,16 @@
 //!
 //! One document per chunk (see [`crate::chunk`]): the chunk's distinct terms without
 //! frequencies or positions (a candidate filter: every match is confirmed on the line
-//! itself), its stream, the distinct trace ids of its lines, and its time span, line
-//! count, line bytes and flags as fast (columnar) fields. The chunk itself is a stored
-//! field; it is compressed already, so the doc store does not compress again.
+//! itself), its stream, and as fast (columnar) fields its time span, line count, flags,
+//! longest hex run and Bloom filter of hex runs and trace ids ([`crate::bloom`]), which
+//! [`Gate`]s check after the index query. The chunk itself is a stored field; it is
+//! compressed already, so the doc store does not compress again.
 
 use std::ops::Bound;
 
 use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, RegexQuery, TermQuery, TermSetQuery};
 use tantivy::schema::{
-    BytesOptions, Field, IndexRecordOption, NumericOptions, STORED, Schema, TextFieldIndexing,
-    TextOptions,
+    Field, IndexRecordOption, NumericOptions, STORED, Schema, TextFieldIndexing, TextOptions,
 };
 use tantivy::tokenizer::{TextAnalyzer, WhitespaceTokenizer};
 use tantivy::{Index, Term};
@@ -35,10 +35,12 @@ pub struct Fields {
     /// Lines in the chunk.
     pub lines: Field,
     /// Bit 0: some line has structured metadata (which LogQL turns into labels, so
-    /// metric queries must read those lines).
+    /// metric queries must read those lines). Bit 1: some run was too long to index.
     pub flags: Field,
-    /// The distinct trace ids of the chunk's lines.
-    pub trace: Field,
+    /// Length of the longest tagged hex run.
+    pub max_hex: Field,
+    /// The Bloom filter of the chunk's tagged hex runs and trace ids, as u64 words.
+    pub bloom: Field,
     /// The encoded chunk.
     pub chunk: Field,
 }
@@ -46,6 +48,26 @@ pub struct Fields {
 /// Bumped when the index's schema or its terms change meaning; an index written with
 /// another version is refused at open, with a message saying what to do.
 pub const FORMAT_VERSION: u32 = 3;
+
+/// Flag bit: some line of the chunk has structured metadata.
+pub const FLAG_METADATA: u64 = 1;
+/// Flag bit: some run of the chunk was too long to index.
+pub const FLAG_LONG_RUNS: u64 = 2;
+
+/// A condition on a chunk's columns, checked on the chunks the index query selects.
+#[derive(Clone, Copy, Debug)]
+pub enum Gate {
+    /// The chunk's filter may hold this tagged hex run of `len` characters; with
+    /// `longer_ok`, a chunk with a longer hex run or a run too long to index passes too
+    /// (the run may sit inside one).
+    Hex {
+        key: u64,
+        len: usize,
+        longer_ok: bool,
+    },
+    /// The chunk's filter may hold this trace id.
+    Trace { key: u64 },
+}
 
 pub fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
@@ -61,7 +83,8 @@ pub fn schema() -> (Schema, Fields) {
     let max_ts = b.add_i64_field("max_ts", NumericOptions::default().set_fast());
     let lines = b.add_u64_field("lines", NumericOptions::default().set_fast());
     let flags = b.add_u64_field("flags", NumericOptions::default().set_fast());
-    let trace = b.add_bytes_field("trace", BytesOptions::default().set_indexed());
+    let max_hex = b.add_u64_field("max_hex", NumericOptions::default().set_fast());
+    let bloom = b.add_u64_field("bloom", NumericOptions::default().set_fast());
     let chunk = b.add_bytes_field("chunk", STORED);
     (
         b.build(),
@@ -72,7 +95,8 @@ pub fn schema() -> (Schema, Fields) {
             max_ts,
             lines,
             flags,
-            trace,
+            max_hex,
+            bloom,
             chunk,
         },
     )
@@ -137,8 +161,13 @@ fn overlaps(f: &Fields, start_ns: i64, end_ns: i64) -> [(Occur, Box<dyn Query>);
     ]
 }
 
-/// The index query for the chunks a selection over `[start_ns, end_ns)` needs.
-pub fn build_query(f: &Fields, sel: &Selection, start_ns: i64, end_ns: i64) -> Box<dyn Query> {
+/// The index query and gates for the chunks a selection over `[start_ns, end_ns)` needs.
+pub fn build_query(
+    f: &Fields,
+    sel: &Selection,
+    start_ns: i64,
+    end_ns: i64,
+) -> (Box<dyn Query>, Vec<Gate>) {
     let mut clauses: Vec<(Occur, Box<dyn Query>)> = overlaps(f, start_ns, end_ns).into();
     if let Some(streams) = &sel.streams {
         clauses.push((
@@ -148,25 +177,29 @@ pub fn build_query(f: &Fields, sel: &Selection, start_ns: i64, end_ns: i64) -> B
             )),
         ));
     }
+    let mut gates = Vec::new();
     for needle in &sel.required {
-        for q in needle_queries(f.line, needle) {
-            clauses.push((Occur::Must, q));
-        }
+        let (queries, g) = needle_queries(f.line, needle);
+        clauses.extend(queries.into_iter().map(|q| (Occur::Must, q)));
+        gates.extend(g);
     }
-    Box::new(BooleanQuery::new(clauses))
+    (Box::new(BooleanQuery::new(clauses)), gates)
 }
 
-/// Chunks holding lines of `trace` in `[start_ns, end_ns)`.
-pub fn trace_query(f: &Fields, trace: &[u8; 16], start_ns: i64, end_ns: i64) -> Box<dyn Query> {
-    let mut clauses: Vec<(Occur, Box<dyn Query>)> = overlaps(f, start_ns, end_ns).into();
-    clauses.push((
-        Occur::Must,
-        Box::new(TermQuery::new(
-            Term::from_field_bytes(f.trace, trace),
-            IndexRecordOption::Basic,
-        )),
-    ));
-    Box::new(BooleanQuery::new(clauses))
+/// Chunks that may hold lines of `trace` in `[start_ns, end_ns)`.
+pub fn trace_query(
+    f: &Fields,
+    trace: &[u8; 16],
+    start_ns: i64,
+    end_ns: i64,
+) -> (Box<dyn Query>, Vec<Gate>) {
+    let clauses: Vec<(Occur, Box<dyn Query>)> = overlaps(f, start_ns, end_ns).into();
+    (
+        Box::new(BooleanQuery::new(clauses)),
+        vec![Gate::Trace {
+            key: tokens::trace_key(trace),
+        }],
+    )
 }
 
 /// Chunks whose every line is older than `cutoff`.
@@ -185,8 +218,9 @@ pub fn older_than(f: &Fields, cutoff: i64) -> RangeQuery {
 /// prefix conditions (regular expressions over the term dictionary). Runs longer than the
 /// indexed limit give no condition (their tokens are not indexed). A hex run may sit in a
 /// line token that the index keeps only as a tag (see [`tokens`]): such a run's condition
-/// also accepts every tag the token could have, or is dropped when that is any tag.
-pub fn needle_queries(field: Field, needle: &str) -> Vec<Box<dyn Query>> {
+/// also accepts every tag the token could have, or is dropped when that is any tag. A
+/// whole tagged hex run in the needle also gives a [`Gate`] on the chunk's filter.
+pub fn needle_queries(field: Field, needle: &str) -> (Vec<Box<dyn Query>>, Vec<Gate>) {
     let mut runs: Vec<(usize, usize)> = Vec::new();
     let mut start = None;
     for (i, c) in needle.char_indices() {
@@ -205,27 +239,42 @@ pub fn needle_queries(field: Field, needle: &str) -> Vec<Box<dyn Query>> {
     // (cost rank, condition): rank 0 are single terms, cheap and selective; higher ranks
     // walk more of the term dictionary.
     let mut conditions: Vec<(u8, Box<dyn Query>)> = Vec::new();
+    let mut gates = Vec::new();
     for &(s, e) in &runs {
         let tok = &needle[s..e];
         if tok.len() > MAX_TOKEN_LEN {
             continue;
         }
-        if let Some(c) = run_condition(field, tok, s == 0, e == needle.len()) {
+        let (open_left, open_right) = (s == 0, e == needle.len());
+        if tokens::is_tagged(tok) {
+            gates.push(Gate::Hex {
+                key: tokens::hex_key(tok),
+                len: tok.len(),
+                longer_ok: open_left || open_right,
+            });
+        }
+        if let Some(c) = run_condition(field, tok, open_left, open_right) {
             conditions.push(c);
         }
     }
     if conditions.iter().any(|(rank, _)| *rank == 0) {
-        return conditions
+        let queries = conditions
             .into_iter()
             .filter(|(rank, _)| *rank == 0)
             .map(|(_, q)| q)
             .collect();
+        return (queries, gates);
     }
     // A prefix walks a small part of the dictionary; suffix and infix walk all of it,
     // which still beats reading every line. One is enough to narrow the candidates.
     conditions.sort_by_key(|(rank, _)| *rank);
-    conditions.into_iter().take(1).map(|(_, q)| q).collect()
+    let queries = conditions.into_iter().take(1).map(|(_, q)| q).collect();
+    (queries, gates)
 }
+
+/// Rank of conditions that nearly every chunk meets (any long hex run): taken only when
+/// nothing better is there; the gates do the narrowing.
+const UNSELECTIVE: u8 = 4;
 
 /// The condition for one run of a needle; `open_left`/`open_right` say whether the line's
 /// token may extend beyond the run on that side.
@@ -247,14 +296,11 @@ fn run_condition(
     }
     if !open_left && !open_right {
         // The line holds the run as a whole token.
-        return Some((
-            0,
-            if tokens::is_tagged(tok) {
-                term(&tokens::tag(tok))
-            } else {
-                term(tok)
-            },
-        ));
+        return Some(if tokens::is_tagged(tok) {
+            (UNSELECTIVE, term(&tokens::tag(tok)))
+        } else {
+            (0, term(tok))
+        });
     }
     let escaped = regex_escape(tok);
     let (mut rank, words) = match (open_left, open_right) {
@@ -265,33 +311,22 @@ fn run_condition(
     // The line token holding the run may be a word, a tagged hex run, or a run too long
     // to index (which the line's long-token mark stands for).
     let mut either = vec![words];
-    if open_left && tokens::is_tagged(tok) {
-        // A long hex run lies in a maximal hex run at least as long, which is tagged even
-        // inside a word: the tags below find every holder, and the costly walk of the
-        // dictionary for words that hold the run is not needed.
-        either.clear();
-        rank = 1;
-    }
     if tokens::is_hex(tok) {
         let tags = match (open_left, open_right) {
-            // It starts with the run.
-            (false, _) => tokens::tags_pattern(tok.len()..=MAX_TOKEN_LEN, tok),
-            // It is the run itself, or longer with any prefix.
-            (true, true) if tok.len() >= MIN_TAGGED_LEN => {
-                let same = tokens::tags_pattern(tok.len()..=tok.len(), tok);
-                format!(
-                    "{same}|{}",
-                    tokens::tags_pattern(tok.len() + 1..=MAX_TOKEN_LEN, "")
-                )
-            }
-            // It ends with the run: any prefix, at least as long.
-            (true, false) if tok.len() >= MIN_TAGGED_LEN => {
-                tokens::tags_pattern(tok.len()..=MAX_TOKEN_LEN, "")
+            // It starts with the run: a tag at least as long (or 16).
+            (false, _) => tokens::tags_pattern(tok.len()..=MAX_TOKEN_LEN),
+            // A long run lies in a maximal hex run at least as long, tagged even inside
+            // a word: the tags find every holder (and the gate narrows them), so the
+            // costly walk of the dictionary for words holding the run is not needed.
+            (true, _) if tok.len() >= MIN_TAGGED_LEN => {
+                either.clear();
+                tokens::tags_pattern(tok.len()..=MAX_TOKEN_LEN)
             }
             // Any tag could hold it: the index cannot narrow the read.
             _ => return None,
         };
         either.push(tags);
+        rank = UNSELECTIVE;
     }
     let mut clauses: Vec<(Occur, Box<dyn Query>)> = either
         .iter()
@@ -331,8 +366,9 @@ mod tests {
             "word",
             "x.y",
         ] {
-            let queries = needle_queries(f.line, needle);
+            let (queries, gates) = needle_queries(f.line, needle);
             assert_eq!(queries.len(), 1, "{needle}");
+            assert_eq!(gates.len(), usize::from(needle.len() > 12), "{needle}");
         }
         for len in [16, 32, 63, 64] {
             let tok = "a".repeat(len);

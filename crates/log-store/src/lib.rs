@@ -12,6 +12,7 @@
 //! order ([`LogStore::for_each_line_ordered`], for log queries with a limit).
 //! [`LogStore::lines_for_trace`] returns every line of a trace.
 
+mod bloom;
 mod chunk;
 mod codec;
 mod index;

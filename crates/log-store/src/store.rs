@@ -31,11 +31,12 @@ use tantivy::{
 };
 
 use crate::LogStoreError;
+use crate::bloom;
 use crate::chunk::{self, Chunk};
 use crate::codec::{REC_LOG_BATCH, decode_batch, encode_batch};
-use crate::index::{self, Fields, Selection};
+use crate::index::{self, Fields, Gate, Selection};
 use crate::streams::{StreamId, StreamInfo, Streams};
-use crate::tokens::ChunkTerms;
+use crate::tokens::{self, ChunkTerms};
 
 #[derive(Clone, Debug)]
 pub struct LogStoreOptions {
@@ -470,10 +471,10 @@ impl LogStore {
             return Ok(Vec::new());
         }
         let snap = inner.snapshot();
-        let query = index::trace_query(&inner.fields, &trace.0, start_ns, end_ns);
+        let (query, gates) = index::trace_query(&inner.fields, &trace.0, start_ns, end_ns);
         let mut chunks = ChunkReader::new(&snap, inner);
         let mut cands = Vec::new();
-        for (seg, doc, stream) in chunk_docs(&snap.searcher, &*query)? {
+        for (seg, doc, stream) in chunk_docs(&snap.searcher, &*query, &gates)? {
             let c = chunks.chunk(seg, doc)?;
             for i in c.lines_of_trace(trace, line_range(&c.head.ts, start_ns, end_ns)) {
                 cands.push(Cand {
@@ -529,11 +530,11 @@ impl LogStore {
         }
         let snap = inner.snapshot();
         let (streams, _) = inner.stream_map(sel);
-        let query = index::build_query(&inner.fields, sel, start, sel.end_ns);
+        let (query, gates) = index::build_query(&inner.fields, sel, start, sel.end_ns);
         let required = Required::new(sel);
         let mut chunks = ChunkReader::new(&snap, inner);
         let mut entry = LogEntry::new(0, String::new());
-        for (seg, doc, sid) in chunk_docs(&snap.searcher, &*query)? {
+        for (seg, doc, sid) in chunk_docs(&snap.searcher, &*query, &gates)? {
             let Some(info) = streams.get(&sid) else {
                 continue;
             };
@@ -641,8 +642,8 @@ impl LogStore {
             cands.clear();
             // Chunks that overlap the previous window are kept decoded for this one.
             chunks.next_window();
-            let query = index::build_query(&inner.fields, sel, lo, hi);
-            for (seg, doc, stream) in chunk_docs(&snap.searcher, &*query)? {
+            let (query, gates) = index::build_query(&inner.fields, sel, lo, hi);
+            for (seg, doc, stream) in chunk_docs(&snap.searcher, &*query, &gates)? {
                 if !streams.contains_key(&stream) {
                     continue;
                 }
@@ -989,15 +990,28 @@ fn chunk_document(
         }
         meta |= !e.metadata.is_empty();
     }
+    let keys: Vec<u64> = terms
+        .hex_runs
+        .iter()
+        .map(|r| tokens::hex_key(r))
+        .chain(traces.iter().map(tokens::trace_key))
+        .collect();
+    let flags = if meta { index::FLAG_METADATA } else { 0 }
+        | if terms.long_runs {
+            index::FLAG_LONG_RUNS
+        } else {
+            0
+        };
     let mut doc = TantivyDocument::new();
     doc.add_text(f.line, terms.joined());
     doc.add_u64(f.stream, stream);
     doc.add_i64(f.min_ts, lines.first().map_or(0, |e| e.timestamp_ns));
     doc.add_i64(f.max_ts, lines.last().map_or(0, |e| e.timestamp_ns));
     doc.add_u64(f.lines, lines.len() as u64);
-    doc.add_u64(f.flags, u64::from(meta));
-    for t in traces {
-        doc.add_bytes(f.trace, &t);
+    doc.add_u64(f.flags, flags);
+    doc.add_u64(f.max_hex, terms.max_hex_len as u64);
+    for word in bloom::build(keys.into_iter()) {
+        doc.add_u64(f.bloom, word);
     }
     doc.add_bytes(f.chunk, blob);
     doc
@@ -1075,7 +1089,7 @@ fn scan_spans(
                 continue;
             }
             let sid = cols.stream.first(d).unwrap_or(0);
-            let has_metadata = cols.flags.first(d).unwrap_or(0) & 1 != 0;
+            let has_metadata = cols.flags.first(d).unwrap_or(0) & index::FLAG_METADATA != 0;
             for ts in [cols.min_ts.first(d), cols.max_ts.first(d)]
                 .into_iter()
                 .flatten()
@@ -1091,6 +1105,8 @@ fn scan_spans(
 
 struct Columns {
     flags: tantivy::columnar::Column<u64>,
+    max_hex: tantivy::columnar::Column<u64>,
+    bloom: tantivy::columnar::Column<u64>,
     min_ts: tantivy::columnar::Column<i64>,
     max_ts: tantivy::columnar::Column<i64>,
     stream: tantivy::columnar::Column<u64>,
@@ -1102,11 +1118,40 @@ impl Columns {
         let ff = seg.fast_fields();
         Ok(Columns {
             flags: ff.u64("flags")?,
+            max_hex: ff.u64("max_hex")?,
+            bloom: ff.u64("bloom")?,
             min_ts: ff.i64("min_ts")?,
             max_ts: ff.i64("max_ts")?,
             stream: ff.u64("stream")?,
             lines: ff.u64("lines")?,
         })
+    }
+
+    fn bloom_may_contain(&self, d: DocId, key: u64) -> bool {
+        let rows = self.bloom.index.value_row_ids(d);
+        let words = (rows.end - rows.start) as usize;
+        bloom::may_contain(
+            words,
+            |w| self.bloom.values.get_val(rows.start + w as u32),
+            key,
+        )
+    }
+
+    /// Whether chunk `d` meets `gate`.
+    fn passes(&self, d: DocId, gate: &Gate) -> bool {
+        match *gate {
+            Gate::Trace { key } => self.bloom_may_contain(d, key),
+            Gate::Hex {
+                key,
+                len,
+                longer_ok,
+            } => {
+                (longer_ok
+                    && (self.max_hex.first(d).unwrap_or(0) > len as u64
+                        || self.flags.first(d).unwrap_or(0) & index::FLAG_LONG_RUNS != 0))
+                    || self.bloom_may_contain(d, key)
+            }
+        }
     }
 }
 
@@ -1114,16 +1159,17 @@ impl Columns {
 fn chunk_docs(
     searcher: &Searcher,
     query: &dyn Query,
+    gates: &[Gate],
 ) -> Result<Vec<(u32, DocId, StreamId)>, LogStoreError> {
     let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
     let mut out = Vec::new();
     for (ord, seg) in searcher.segment_readers().iter().enumerate() {
-        let stream = seg.fast_fields().u64("stream")?;
+        let cols = Columns::open(seg)?;
         let alive = seg.alive_bitset();
         weight.for_each_no_score(seg, &mut |docs: &[DocId]| {
             for &d in docs {
-                if alive.is_none_or(|a| a.is_alive(d)) {
-                    out.push((ord as u32, d, stream.first(d).unwrap_or(0)));
+                if alive.is_none_or(|a| a.is_alive(d)) && gates.iter().all(|g| cols.passes(d, g)) {
+                    out.push((ord as u32, d, cols.stream.first(d).unwrap_or(0)));
                 }
             }
         })?;

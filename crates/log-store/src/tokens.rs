@@ -4,9 +4,10 @@
 //! their case). Runs longer than [`MAX_TOKEN_LEN`] are not indexed: the line gets a mark
 //! instead, which searches for part of such a run read. Long hex runs — trace
 //! and span ids, hashes — are nearly all unique: indexed whole, they filled most of the
-//! term dictionary and most of the indexing time for searches that are rare. Such a run
-//! is indexed as a *tag* instead: its length and first five characters. A search for an
-//! id reads the few chunks that share its tag and confirms each line itself.
+//! term dictionary, and merging segments rewrote them again and again. Such a run is
+//! indexed as a *tag* instead, its length alone, and the chunk's Bloom filter (see
+//! [`crate::bloom`]) holds the run itself: a search for an id reads the chunks whose
+//! filter may hold it and confirms each line.
 
 use std::fmt::Write as _;
 
@@ -15,11 +16,6 @@ use std::fmt::Write as _;
 pub const MAX_TOKEN_LEN: usize = 64;
 /// Hex runs at least this long are indexed by tag (a 64-bit span id is 16 characters).
 pub const MIN_TAGGED_LEN: usize = 16;
-/// Characters of a hex run kept in its tag: 20 bits. The index holds chunks of thousands
-/// of lines, so a tag must be rare enough that few chunks share it (with 16 bits, a
-/// search for one id read about a tenth of all chunks); the term dictionary holds at most
-/// 2^20 tags per length.
-pub const TAG_PREFIX: usize = 5;
 /// Starts every tag; the tokenizer never yields it, so tags and words cannot collide.
 const TAG_MARK: char = '\u{1}';
 /// The term a line gets for each run too long to index, so that a search for part of such
@@ -46,7 +42,7 @@ pub fn is_tagged(run: &str) -> bool {
     (MIN_TAGGED_LEN..=MAX_TOKEN_LEN).contains(&run.len()) && is_hex(run)
 }
 
-/// The tag of a tagged hex run, which starts with `run[..TAG_PREFIX]`.
+/// The tag of a tagged hex run.
 pub fn tag(run: &str) -> String {
     let mut out = String::new();
     if let Some(t) = term_of(run) {
@@ -56,26 +52,22 @@ pub fn tag(run: &str) -> String {
 }
 
 /// A regular expression over the term dictionary matching the tags of hex runs whose
-/// length is in `lengths` and which start with `prefix` (of which the tag keeps the
-/// first [`TAG_PREFIX`] characters; an empty prefix matches any tag).
-pub fn tags_pattern(lengths: std::ops::RangeInclusive<usize>, prefix: &str) -> String {
-    let kept = &prefix[..prefix.len().min(TAG_PREFIX)];
-    // Hex classes, not `.`: the term-dictionary automaton has a state limit that any
-    // Unicode character blows.
-    let rest = TAG_PREFIX - kept.len();
-    let any = if rest > 0 {
-        format!("[0-9A-Fa-f]{{{rest}}}")
-    } else {
-        String::new()
-    };
+/// length is in `lengths`.
+pub fn tags_pattern(lengths: std::ops::RangeInclusive<usize>) -> String {
     let lengths: Vec<String> = (*lengths.start().max(&MIN_TAGGED_LEN)..=*lengths.end())
         .map(|len| format!("{len:02}"))
         .collect();
-    format!(
-        "\\x{:02x}(?:{}){kept}{any}",
-        u32::from(TAG_MARK),
-        lengths.join("|")
-    )
+    format!("\\x{:02x}(?:{})", u32::from(TAG_MARK), lengths.join("|"))
+}
+
+/// The Bloom filter key of a hex run (case kept, as searches are case-sensitive).
+pub fn hex_key(run: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(run.as_bytes(), 0x0068_6578)
+}
+
+/// The Bloom filter key of a line's trace id.
+pub fn trace_key(trace: &[u8; 16]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(trace, 0x7472_6163)
 }
 
 /// The alphanumeric runs of `text` (maximal runs of chars for which
@@ -140,8 +132,8 @@ fn hex_runs(word: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Term<'a> {
     Word(&'a str),
-    /// A tagged hex run: its length and first [`TAG_PREFIX`] bytes.
-    Tag(u8, [u8; TAG_PREFIX]),
+    /// A tagged hex run: its length.
+    Tag(u8),
     LongRun,
 }
 
@@ -150,9 +142,7 @@ fn term_of(run: &str) -> Option<Term<'_>> {
     Some(if run.len() > MAX_TOKEN_LEN {
         Term::LongRun
     } else if is_tagged(run) {
-        let mut prefix = [0u8; TAG_PREFIX];
-        prefix.copy_from_slice(&run.as_bytes()[..TAG_PREFIX]);
-        Term::Tag(run.len() as u8, prefix)
+        Term::Tag(run.len() as u8)
     } else if is_short_number(run) {
         return None;
     } else {
@@ -163,10 +153,8 @@ fn term_of(run: &str) -> Option<Term<'_>> {
 fn write_term(out: &mut String, t: Term<'_>) {
     match t {
         Term::Word(w) => out.push_str(w),
-        Term::Tag(len, prefix) => {
-            // The prefix is ASCII hex (it comes from a hex run).
-            let prefix = std::str::from_utf8(&prefix).unwrap_or("");
-            let _ = write!(out, "{TAG_MARK}{len:02}{prefix}");
+        Term::Tag(len) => {
+            let _ = write!(out, "{TAG_MARK}{len:02}");
         }
         Term::LongRun => out.push_str(LONG_TOKEN_MARK),
     }
@@ -190,6 +178,12 @@ fn line_terms(line: &str) -> Vec<String> {
 #[derive(Default)]
 pub struct ChunkTerms<'a> {
     seen: hashbrown::HashSet<Term<'a>>,
+    /// Distinct tagged hex runs, whole or inside words (for the Bloom filter).
+    pub hex_runs: hashbrown::HashSet<&'a str>,
+    /// Length of the longest of them.
+    pub max_hex_len: usize,
+    /// Whether some run was too long to index.
+    pub long_runs: bool,
 }
 
 impl<'a> ChunkTerms<'a> {
@@ -200,22 +194,33 @@ impl<'a> ChunkTerms<'a> {
                 Some(Term::Word(w)) => {
                     self.seen.insert(Term::Word(w));
                     // A word holding a long hex run ("x" + an id) also gets the run's
-                    // tag: then the tags alone answer a search for a long hex needle,
-                    // without walking the whole term dictionary for words that hold it.
+                    // tag and filter key: then a search for a long hex needle needs no
+                    // walk of the whole term dictionary for words that hold it.
                     if w.len() > MIN_TAGGED_LEN {
                         for (s, e) in hex_runs(w) {
                             if let Some(t) = term_of(&w[s..e]) {
                                 self.seen.insert(t);
+                                self.add_hex(&w[s..e]);
                             }
                         }
                     }
                 }
+                Some(t @ Term::Tag(_)) => {
+                    self.seen.insert(t);
+                    self.add_hex(run);
+                }
                 Some(t) => {
+                    self.long_runs |= t == Term::LongRun;
                     self.seen.insert(t);
                 }
                 None => {}
             }
         }
+    }
+
+    fn add_hex(&mut self, run: &'a str) {
+        self.max_hex_len = self.max_hex_len.max(run.len());
+        self.hex_runs.insert(run);
     }
 
     /// The terms, separated by spaces (the term field's tokenizer splits on ASCII
@@ -266,12 +271,7 @@ mod tests {
 
     #[test]
     fn tag_patterns_cover_the_lengths_asked_for() {
-        assert_eq!(
-            tags_pattern(60..=MAX_TOKEN_LEN, "abcdef"),
-            "\\x01(?:60|61|62|63|64)abcde"
-        );
-        assert!(tags_pattern(1..=MAX_TOKEN_LEN, "").starts_with("\\x01(?:16|17|"));
-        assert!(tags_pattern(1..=MAX_TOKEN_LEN, "").ends_with("|64)[0-9A-Fa-f]{5}"));
-        assert!(tags_pattern(16..=16, "caf").ends_with("(?:16)caf[0-9A-Fa-f]{2}"));
+        assert_eq!(tags_pattern(60..=MAX_TOKEN_LEN), "\\x01(?:60|61|62|63|64)");
+        assert!(tags_pattern(1..=MAX_TOKEN_LEN).starts_with("\\x01(?:16|17|"));
     }
 }
