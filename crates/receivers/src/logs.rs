@@ -100,14 +100,21 @@ pub fn trace_context_in_body(
 ) -> (Option<TraceId>, Option<SpanId>) {
     let body = line.trim_start();
     if body.starts_with('{') {
-        let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(body)
+        let mut de = serde_json::Deserializer::from_str(body);
+        let Ok(found) = serde::de::DeserializeSeed::deserialize(IdFieldsSeed(fields), &mut de)
         else {
             return (None, None);
         };
-        return find_ids(fields, |name| match map.get(name)? {
-            serde_json::Value::String(s) => Some(s.clone()),
-            serde_json::Value::Number(n) => Some(n.to_string()),
-            _ => None,
+        if de.end().is_err() {
+            return (None, None);
+        }
+        // The last of duplicate keys wins, as in a parsed object.
+        return find_ids(fields, |name| {
+            found
+                .iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
         });
     }
     let (pairs, _) = lastmile_model::logfmt::parse(body);
@@ -117,6 +124,71 @@ pub fn trace_context_in_body(
             .find(|(k, _)| *k == name)
             .map(|(_, v)| v.to_string())
     })
+}
+
+/// Reads a JSON object keeping only the top-level id fields (string or number values):
+/// every line of a JSON log goes through here, and building the whole object cost more
+/// than storing the line.
+struct IdFieldsSeed<'f>(&'f TraceFields);
+
+impl<'de> serde::de::DeserializeSeed<'de> for IdFieldsSeed<'_> {
+    type Value = Vec<(String, String)>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for IdFieldsSeed<'_> {
+    type Value = Vec<(String, String)>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            let wanted = self
+                .0
+                .trace_id
+                .iter()
+                .chain(&self.0.span_id)
+                .any(|n| *n == key);
+            if !wanted {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                continue;
+            }
+            match map.next_value::<serde_json::Value>()? {
+                serde_json::Value::String(v) => out.push((key.into_owned(), v)),
+                serde_json::Value::Number(n) => out.push((key.into_owned(), n.to_string())),
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// An object key, borrowed from the line unless it has escapes.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
 }
 
 fn find_ids(
@@ -151,6 +223,21 @@ mod tests {
             e.trace_id.map(|t| t.to_hex()),
             e.span_id.map(|s| s.to_hex()),
         )
+    }
+
+    #[test]
+    fn json_bodies_are_read_as_objects() {
+        let want = Some(HEX.to_string());
+        // The last of duplicate keys wins; escaped keys count; only top-level fields.
+        assert_eq!(
+            ids(&format!(r#"{{"trace_id":"bad","trace_id":"{HEX}"}}"#)).0,
+            want
+        );
+        assert_eq!(ids(&format!(r#"{{"tr\u0061ce_id":"{HEX}"}}"#)).0, want);
+        assert_eq!(ids(&format!(r#"{{"ctx":{{"trace_id":"{HEX}"}}}}"#)).0, None);
+        // Not one JSON object: no ids.
+        assert_eq!(ids(&format!(r#"{{"trace_id":"{HEX}"}} trailing"#)).0, None);
+        assert_eq!(ids(&format!(r#"{{"trace_id":"{HEX}""#)).0, None);
     }
 
     #[test]
