@@ -266,12 +266,21 @@ fn metric_query(
                 count: vec![0; steps + 1],
                 bytes: vec![0; steps + 1],
             };
+            // Lines come a chunk (one stream) at a time: most lookups are the last one.
+            let mut last_stream: Option<(StreamId, usize)> = None;
             store.for_each_line(&sel, need_line, |line| {
                 if !need_line {
-                    let i = *by_stream.entry(line.stream.id).or_insert_with(|| {
-                        accs.push(new_acc(line.stream.labels.clone()));
-                        accs.len() - 1
-                    });
+                    let i = match last_stream {
+                        Some((id, i)) if id == line.stream.id => i,
+                        _ => {
+                            let i = *by_stream.entry(line.stream.id).or_insert_with(|| {
+                                accs.push(new_acc(line.stream.labels.clone()));
+                                accs.len() - 1
+                            });
+                            last_stream = Some((line.stream.id, i));
+                            i
+                        }
+                    };
                     add(&mut accs, i, line.timestamp_ns, line.line_len);
                     return ControlFlow::Continue(());
                 }
