@@ -43,17 +43,18 @@ const HAS_METADATA: u8 = 16;
 pub fn encode(lines: &[&LogEntry], zstd_level: i32, out: &mut Vec<u8>) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(lines.len() * 4);
     let mut body = Vec::with_capacity(lines.len() * 4);
+    let text = template::encode(lines.iter().map(|e| e.line.as_str()));
     let mut prev = 0i64;
-    for e in lines {
+    for (i, e) in lines.iter().enumerate() {
         put_varint(&mut head, e.timestamp_ns.wrapping_sub(prev));
         prev = e.timestamp_ns;
         put_uvarint(&mut head, e.line.len() as u64);
         let mut flags = 0;
         if let Some(t) = e.trace_id {
-            flags |= HAS_TRACE | put_id(&mut body, &e.line, &t.0, TRACE_IN_TEXT);
+            flags |= HAS_TRACE | put_id(&mut body, &text, i, &t.0, TRACE_IN_TEXT);
         }
         if let Some(s) = e.span_id {
-            flags |= HAS_SPAN | put_id(&mut body, &e.line, &s.0, SPAN_IN_TEXT);
+            flags |= HAS_SPAN | put_id(&mut body, &text, i, &s.0, SPAN_IN_TEXT);
         }
         if !e.metadata.is_empty() {
             flags |= HAS_METADATA;
@@ -61,7 +62,6 @@ pub fn encode(lines: &[&LogEntry], zstd_level: i32, out: &mut Vec<u8>) -> std::i
         }
         head.push(flags);
     }
-    let text = template::encode(lines.iter().map(|e| e.line.as_str()));
     out.push(VERSION);
     put_uvarint(out, lines.len() as u64);
     for part in [&head, &body, &text.templates, &text.numbers, &text.hex] {
@@ -76,12 +76,8 @@ pub fn encode(lines: &[&LogEntry], zstd_level: i32, out: &mut Vec<u8>) -> std::i
 /// Writes which of `line`'s hex runs spells `id` (returning `in_text`), or the id's
 /// bytes. The run's ordinal, unlike its byte offset, is the same on every line of a
 /// log statement, so it compresses to almost nothing.
-fn put_id(body: &mut Vec<u8>, line: &str, id: &[u8], in_text: u8) -> u8 {
-    // On the stack: this runs for every line that has an id.
-    let mut spelled = [0u8; 32];
-    let n = id.len().min(16);
-    hex_into(&id[..n], &mut spelled);
-    match template::hex_runs(line.as_bytes()).position(|run| run == &spelled[..2 * n]) {
+fn put_id(body: &mut Vec<u8>, text: &template::Parts, line: usize, id: &[u8], in_text: u8) -> u8 {
+    match text.hex_run_of(line, id) {
         Some(k) => {
             put_uvarint(body, k as u64);
             in_text

@@ -42,6 +42,23 @@ pub struct Parts {
     pub templates: Vec<u8>,
     pub numbers: Vec<u8>,
     pub hex: Vec<u8>,
+    /// Distinct hex values (bytes) → their number.
+    hex_numbers: hashbrown::HashMap<Vec<u8>, u64>,
+    /// The hex values of each line, by number: line `i`'s are
+    /// `line_hex[line_hex_end[i - 1]..line_hex_end[i]]`.
+    line_hex: Vec<u64>,
+    line_hex_end: Vec<usize>,
+}
+
+impl Parts {
+    /// Which of line `i`'s hex runs spells `bytes`.
+    pub fn hex_run_of(&self, i: usize, bytes: &[u8]) -> Option<usize> {
+        let n = *self.hex_numbers.get(bytes)?;
+        let start = if i == 0 { 0 } else { self.line_hex_end[i - 1] };
+        self.line_hex[start..self.line_hex_end[i]]
+            .iter()
+            .position(|&v| v == n)
+    }
 }
 
 /// Hex values seen in a chunk, for back-references.
@@ -54,20 +71,22 @@ struct HexSeen {
 }
 
 impl HexSeen {
-    fn put(&mut self, bytes: &[u8]) {
+    /// Writes a hex run; returns its value's number.
+    fn put(&mut self, bytes: &[u8]) -> u64 {
         if let Some(&at) = self.index.get(bytes) {
             // 1 is the latest new value.
             put_uvarint(&mut self.refs, self.count - at + 1);
-            return;
+            return at;
         }
         self.refs.push(0);
         self.refs.push(bytes.len() as u8);
         self.values.extend_from_slice(bytes);
         self.count += 1;
         self.index.insert(bytes.to_vec(), self.count);
+        self.count
     }
 
-    fn finish(self) -> Vec<u8> {
+    fn finish(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.refs.len() + self.values.len() + 4);
         put_bytes(&mut out, &self.refs);
         out.extend_from_slice(&self.values);
@@ -85,10 +104,15 @@ pub fn encode<'a>(lines: impl Iterator<Item = &'a str>) -> Parts {
     let mut seen = HexSeen::default();
     let mut tpl = Vec::new();
     let mut nums = Vec::new();
+    let mut line_hex = Vec::new();
+    let mut line_hex_end = Vec::new();
     for line in lines {
         tpl.clear();
         nums.clear();
-        split_line(line.as_bytes(), &mut tpl, &mut nums, &mut |b| seen.put(b));
+        split_line(line.as_bytes(), &mut tpl, &mut nums, &mut |b| {
+            line_hex.push(seen.put(b));
+        });
+        line_hex_end.push(line_hex.len());
         let id = match dict.get(tpl.as_slice()) {
             Some(&id) => id,
             None => {
@@ -121,6 +145,9 @@ pub fn encode<'a>(lines: impl Iterator<Item = &'a str>) -> Parts {
         templates,
         numbers,
         hex: seen.finish(),
+        hex_numbers: seen.index,
+        line_hex,
+        line_hex_end,
     }
 }
 
