@@ -13,7 +13,9 @@
 //!    measure its bytes against the raw line bytes;
 //! 4. time queries through the Loki API (median of `--query-runs`): the needle search,
 //!    a trace id searched as text, and `sum(count_over_time(…))` over everything;
-//! 5. stop the server and time `LogStore::lines_for_trace` on its directory.
+//! 5. stop the server and time `LogStore::lines_for_trace` on its directory: the probe
+//!    trace (median of `--query-runs`) and 200 traces of random streams and times (p50,
+//!    p99; each must come back with its 8 lines).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -101,11 +103,18 @@ pub struct LogsResult {
     pub counted_lines: f64,
     pub trace_lookup_ms: f64,
     pub trace_lookup_lines: usize,
+    /// Lookups of [`TRACE_SAMPLE`] traces spread over all streams and the whole hour.
+    pub trace_sample_p50_ms: f64,
+    pub trace_sample_p99_ms: f64,
+    /// Sampled lookups that did not return their trace's lines.
+    pub trace_sample_misses: usize,
     pub errors: Vec<String>,
 }
 
 const NEEDLE: &str = "needle-7f3a9c2e1b";
 const TRACE_LINES: u64 = 8;
+/// Traces looked up for the latency distribution.
+const TRACE_SAMPLE: u64 = 200;
 
 fn hex(rng: &mut Rng, bytes: usize) -> String {
     let mut s = String::with_capacity(bytes * 2);
@@ -467,7 +476,17 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
     server.kill();
     let trace = TraceId::parse_any(&work.probe_trace).context("probe trace")?;
     let runs = args.query_runs;
-    let (ms, n) = tokio::task::spawn_blocking(move || -> anyhow::Result<(f64, usize)> {
+    // Whole traces (8 lines each) of random streams, anywhere in the hour.
+    let per_stream = args.lines.div_ceil(args.streams);
+    let mut pick = Rng::new(args.seed ^ 0x7361_6d70);
+    let sample: Vec<TraceId> = (0..TRACE_SAMPLE.min(args.lines / args.streams / TRACE_LINES))
+        .filter_map(|_| {
+            let stream = pick.below(args.streams);
+            let i = pick.below(per_stream / TRACE_LINES) * TRACE_LINES;
+            TraceId::parse_any(&trace_of(args.seed, stream, i))
+        })
+        .collect();
+    let lookups = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let store = lastmile_log_store::LogStore::open(&data_dir.join("logs"), Default::default())?;
         let mut times = Vec::new();
         let mut n = 0;
@@ -478,11 +497,26 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
                 .len();
             times.push(t.elapsed().as_secs_f64() * 1000.0);
         }
-        Ok((median(&mut times), n))
+        let mut sampled = Vec::new();
+        let mut misses = 0;
+        for t in sample {
+            let started = Instant::now();
+            let found = store.lines_for_trace(t, i64::MIN, i64::MAX, 10_000)?.len();
+            sampled.push(started.elapsed().as_secs_f64() * 1000.0);
+            misses += usize::from(found as u64 != TRACE_LINES);
+        }
+        Ok((median(&mut times), n, sampled, misses))
     })
     .await??;
+    let (ms, n, mut sampled, misses) = lookups;
     result.trace_lookup_ms = ms;
     result.trace_lookup_lines = n;
+    if !sampled.is_empty() {
+        sampled.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        result.trace_sample_p50_ms = sampled[sampled.len() / 2];
+        result.trace_sample_p99_ms = sampled[(sampled.len() * 99 / 100).min(sampled.len() - 1)];
+    }
+    result.trace_sample_misses = misses;
     drop(server);
 
     println!("{}", render(&result));
@@ -497,14 +531,16 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
         || result.needle_hits != 1
         || result.counted_lines as u64 != args.lines
         || result.trace_lookup_lines as u64 != TRACE_LINES.min(args.lines)
+        || result.trace_sample_misses != 0
     {
         bail!(
-            "the run is not valid: errors {:?}, needle hits {} (want 1), counted {} (want {}), trace lines {} (want {TRACE_LINES})",
+            "the run is not valid: errors {:?}, needle hits {} (want 1), counted {} (want {}), trace lines {} (want {TRACE_LINES}), sampled traces without their {TRACE_LINES} lines {}",
             result.errors,
             result.needle_hits,
             result.counted_lines,
             args.lines,
-            result.trace_lookup_lines
+            result.trace_lookup_lines,
+            result.trace_sample_misses
         );
     }
     Ok(())
@@ -606,6 +642,10 @@ fn render(r: &LogsResult) -> String {
     s.push_str(&format!(
         "| trace-id index lookup ({} lines) | {:.2} ms | fast |\n",
         r.trace_lookup_lines, r.trace_lookup_ms
+    ));
+    s.push_str(&format!(
+        "| {TRACE_SAMPLE} traces of random streams and times: lookup p50 / p99 | {:.2} / {:.2} ms | < 10 ms p99 with the spans |\n",
+        r.trace_sample_p50_ms, r.trace_sample_p99_ms
     ));
     s
 }
