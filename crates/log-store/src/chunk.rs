@@ -197,10 +197,14 @@ pub fn decode(blob: &[u8]) -> Result<Chunk, Corrupt> {
     let hex = section(&mut d)?;
     template::decode(&templates, &numbers, &hex, head.len(), &mut body)
         .ok_or("chunk text does not decode")?;
+    // One check of the whole text, then each line must start on a character boundary.
+    let whole = std::str::from_utf8(&body[at..]).map_err(|_| "chunk text is not UTF-8")?;
+    let text_start = at;
     for (&len, (trace, span, metadata)) in head.lens.iter().zip(ids) {
         let text = at..at + len as usize;
-        let line = body.get(text.clone()).ok_or("chunk text is short")?;
-        std::str::from_utf8(line).map_err(|_| "chunk text is not UTF-8")?;
+        if text.end > body.len() || !whole.is_char_boundary(text.end - text_start) {
+            return Err("chunk text is short or splits a character");
+        }
         lines.push(LineAt {
             trace,
             span,

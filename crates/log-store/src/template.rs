@@ -265,6 +265,13 @@ pub fn decode(
         let mut k = 0;
         let mut i = 0;
         while i < tpl.len() {
+            // Constant text up to the next control byte, in one copy.
+            let run = memchr::memchr3(ESC, NUM, HEX, &tpl[i..]).unwrap_or(tpl.len() - i);
+            out.extend_from_slice(&tpl[i..i + run]);
+            i += run;
+            if i == tpl.len() {
+                break;
+            }
             match tpl[i] {
                 ESC => {
                     out.push(*tpl.get(i + 1)?);
@@ -285,12 +292,14 @@ pub fn decode(
                     } else {
                         *distinct.get(distinct.len().checked_sub(back)?)?
                     };
+                    out.reserve(2 * bytes.len());
                     for &b in bytes {
                         out.push(HEX_DIGITS[usize::from(b >> 4)]);
                         out.push(HEX_DIGITS[usize::from(b & 15)]);
                     }
                 }
-                b => out.push(b),
+                // memchr3 stopped at one of the three.
+                _ => return None,
             }
             i += 1;
         }
