@@ -501,13 +501,13 @@ impl LogStore {
         cands.truncate(limit);
         let streams = inner.streams.read();
         let mut out = Vec::with_capacity(cands.len());
-        let mut entry = LogEntry::new(0, String::new());
         for c in cands {
             let Some(info) = streams.get(c.stream) else {
                 continue;
             };
+            let mut entry = LogEntry::new(0, String::new());
             chunks.entry_into(&c, &mut entry)?;
-            out.push((info.labels.clone(), entry.clone()));
+            out.push((info.labels.clone(), entry));
         }
         Ok(out)
     }

@@ -23,6 +23,7 @@
 //! The round trip is exact: only numbers that print back the same (no leading zero, at
 //! most 19 digits) and even-length lowercase hex runs become variables.
 
+use lastmile_model::trace_id::hex_into;
 use lastmile_store::codec::{Decoder, put_uvarint};
 
 const ESC: u8 = 0x10;
@@ -229,8 +230,6 @@ fn nibble(c: u8) -> u8 {
     }
 }
 
-const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
-
 /// Rebuilds `lines` lines' text, concatenated, into `out`.
 pub fn decode(
     templates: &[u8],
@@ -292,11 +291,9 @@ pub fn decode(
                     } else {
                         *distinct.get(distinct.len().checked_sub(back)?)?
                     };
-                    out.reserve(2 * bytes.len());
-                    for &b in bytes {
-                        out.push(HEX_DIGITS[usize::from(b >> 4)]);
-                        out.push(HEX_DIGITS[usize::from(b & 15)]);
-                    }
+                    let at = out.len();
+                    out.resize(at + 2 * bytes.len(), 0);
+                    hex_into(bytes, &mut out[at..]);
                 }
                 // memchr3 stopped at one of the three.
                 _ => return None,
@@ -421,41 +418,16 @@ mod tests {
     fn damaged_parts_are_refused() {
         let parts = encode(["n=1 id=4bf92f3577b34da6a3ce929d0e0e4736"].into_iter());
         let mut out = Vec::new();
-        for cut in 0..parts.templates.len() {
-            assert!(
-                decode(
-                    &parts.templates[..cut],
-                    &parts.numbers,
-                    &parts.hex,
-                    1,
-                    &mut out
-                )
-                .is_none()
-            );
-        }
-        for cut in 0..parts.numbers.len() {
-            assert!(
-                decode(
-                    &parts.templates,
-                    &parts.numbers[..cut],
-                    &parts.hex,
-                    1,
-                    &mut out
-                )
-                .is_none()
-            );
-        }
-        for cut in 0..parts.hex.len() {
-            assert!(
-                decode(
-                    &parts.templates,
-                    &parts.numbers,
-                    &parts.hex[..cut],
-                    1,
-                    &mut out
-                )
-                .is_none()
-            );
+        let whole = [&parts.templates, &parts.numbers, &parts.hex];
+        for damaged in 0..whole.len() {
+            for cut in 0..whole[damaged].len() {
+                let mut p = whole.map(|v| v.as_slice());
+                p[damaged] = &p[damaged][..cut];
+                assert!(
+                    decode(p[0], p[1], p[2], 1, &mut out).is_none(),
+                    "part {damaged} cut at {cut}"
+                );
+            }
         }
     }
 }
