@@ -483,20 +483,9 @@ impl LogStore {
                 });
             }
         }
-        for (bi, b) in snap.head.iter().enumerate() {
-            for (li, (stream, e)) in b.lines.iter().enumerate() {
-                if e.trace_id == Some(trace)
-                    && e.timestamp_ns >= start_ns
-                    && e.timestamp_ns < end_ns
-                {
-                    cands.push(Cand {
-                        ts: e.timestamp_ns,
-                        stream: *stream,
-                        src: Src::Head(bi as u32, li as u32),
-                    });
-                }
-            }
-        }
+        cands.extend(snap.head_cands(|_, e| {
+            e.trace_id == Some(trace) && e.timestamp_ns >= start_ns && e.timestamp_ns < end_ns
+        }));
         cands.sort_unstable_by_key(|c| (c.ts, c.stream, c.src));
         cands.truncate(limit);
         let streams = inner.streams.read();
@@ -657,21 +646,12 @@ impl LogStore {
                     }
                 }
             }
-            for (bi, b) in snap.head.iter().enumerate() {
-                for (li, (sid, e)) in b.lines.iter().enumerate() {
-                    if e.timestamp_ns >= lo
-                        && e.timestamp_ns < hi
-                        && sel.wants_stream(*sid)
-                        && required.matches(&e.line)
-                    {
-                        cands.push(Cand {
-                            ts: e.timestamp_ns,
-                            stream: *sid,
-                            src: Src::Head(bi as u32, li as u32),
-                        });
-                    }
-                }
-            }
+            cands.extend(snap.head_cands(|sid, e| {
+                e.timestamp_ns >= lo
+                    && e.timestamp_ns < hi
+                    && sel.wants_stream(sid)
+                    && required.matches(&e.line)
+            }));
             match direction {
                 Direction::Forward => cands.sort_unstable_by_key(|c| (c.ts, c.stream, c.src)),
                 Direction::Backward => cands
@@ -720,6 +700,27 @@ type StreamMap = hashbrown::HashMap<StreamId, Arc<StreamInfo>>;
 struct Snapshot {
     searcher: Searcher,
     head: Vec<Arc<HeadBatch>>,
+}
+
+impl Snapshot {
+    /// The head's lines that `keep` accepts, as read candidates.
+    fn head_cands<'s>(
+        &'s self,
+        mut keep: impl FnMut(StreamId, &LogEntry) -> bool + 's,
+    ) -> impl Iterator<Item = Cand> + 's {
+        self.head.iter().enumerate().flat_map(move |(bi, b)| {
+            b.lines
+                .iter()
+                .enumerate()
+                .filter(|(_, (sid, e))| keep(*sid, e))
+                .map(move |(li, (sid, e))| Cand {
+                    ts: e.timestamp_ns,
+                    stream: *sid,
+                    src: Src::Head(bi as u32, li as u32),
+                })
+                .collect::<Vec<_>>()
+        })
+    }
 }
 
 impl Inner {
