@@ -62,7 +62,7 @@ struct event {
     __u32 tgid;
     __u32 stw_kind;
     __u32 _pad;
-    __u64 start_ns;    /* STW: probe at stopTheWorldWithSema entry (CLOCK_MONOTONIC) */
+    __u64 start_ns;    /* STW: Go's nanotime before a GC stop, else stopTheWorldWithSema entry */
     __u64 end_ns;      /* STW: probe at a RET of startTheWorldWithSema */
     __u64 go_end_ns;   /* STW: the pause's end as Go counts it (RAX at that RET) */
 };
@@ -144,6 +144,15 @@ struct {
     __type(key, __u32);
     __type(value, __u32);
 } other_stw_tid SEC(".maps");
+
+/* Go's clock read right before a GC stops the world (gcStart's work.tSweepTerm,
+ * gcMarkDone's work.tMarkTerm), per thread, until that thread enters the STW. */
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 4096);
+    __type(key, __u64);
+    __type(value, __u64);
+} gc_stop_go_start SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -246,7 +255,19 @@ int go_stw_stop(struct pt_regs *ctx)
             }
         }
     }
-    struct stw_open open = { .start_ns = bpf_ktime_get_ns(), .kind = kind };
+    /* A GC pause starts where Go starts counting it: the nanotime() read just before
+     * (gctrace and go_gc_duration_seconds count from there). Timing from this probe
+     * instead loses whatever passed in between, e.g. the thread being descheduled. */
+    __u64 now = bpf_ktime_get_ns();
+    __u64 pid_tid = bpf_get_current_pid_tgid();
+    __u64 start = now;
+    __u64 *go_start = bpf_map_lookup_elem(&gc_stop_go_start, &pid_tid);
+    if (go_start) {
+        if (*go_start <= now && now - *go_start < 1000000000ULL)
+            start = *go_start;
+        bpf_map_delete_elem(&gc_stop_go_start, &pid_tid);
+    }
+    struct stw_open open = { .start_ns = start, .kind = kind };
     if (bpf_map_update_elem(&stw_inflight, &tgid, &open, BPF_ANY))
         count(C_MAP_FULL);
     return 0;
@@ -265,6 +286,19 @@ int go_mark_term_end(struct pt_regs *ctx)
     __u64 now = 0;
     bpf_probe_read_user(&now, sizeof(now), (void *)ctx->rsp);
     open->go_end_ns = now;
+    return 0;
+}
+
+/* gcStart / gcMarkDone: right after the `now := nanotime()` (ABI0 call: the result is at
+ * 0(SP)) whose value starts Go's account of the pause that follows. */
+SEC("uprobe")
+int go_gc_stop_go_start(struct pt_regs *ctx)
+{
+    __u64 pid_tid = bpf_get_current_pid_tgid();
+    __u64 now = 0;
+    if (bpf_probe_read_user(&now, sizeof(now), (void *)ctx->rsp) || !now)
+        return 0;
+    bpf_map_update_elem(&gc_stop_go_start, &pid_tid, &now, BPF_ANY);
     return 0;
 }
 

@@ -62,7 +62,7 @@ pub const FAMILIES: &[(&str, MetricType, &str)] = &[
     (
         "go_ebpf_stw_pause_seconds",
         MetricType::Histogram,
-        "Stop-the-world pauses, from stopTheWorldWithSema entry to the nanotime startTheWorldWithSema returns (Go's own end of the pause), by reason.",
+        "Stop-the-world pauses as Go counts them, by reason: from the nanotime a GC reads before stopping (stopTheWorldWithSema entry for other reasons) to Go's own end of the pause.",
     ),
     (
         "go_ebpf_stw_pause_max_seconds",

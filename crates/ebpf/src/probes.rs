@@ -243,6 +243,9 @@ impl Target {
                         b.function(func::STOP_THE_WORLD_CLOSURE_119)?.start,
                     ));
                 }
+                for f in [func::GC_START, func::GC_MARK_DONE] {
+                    v.push(("go_gc_stop_go_start", stop_go_start_site(b, f)?));
+                }
                 if self.table.mark_term_end_in_gc_mark_termination {
                     v.push(("go_mark_term_end", mark_term_end_site(b)?));
                 }
@@ -276,6 +279,20 @@ fn mark_term_end_site(b: &GoBinary) -> Result<u64, BinaryError> {
                 func::TIME_NOW,
                 func::GC_MARK_TERMINATION
             ),
+        })
+}
+
+/// In gcStart / gcMarkDone, the instruction after the first `nanotime()` call: its result
+/// becomes work.tSweepTerm / work.tMarkTerm, where Go starts counting the pause (checked
+/// for Go 1.19–1.23 with `go tool objdump`; no earlier call in either reads the clock).
+fn stop_go_start_site(b: &GoBinary, function: &str) -> Result<u64, BinaryError> {
+    b.calls(function)?
+        .iter()
+        .find(|(_, callee)| callee.starts_with(func::NANOTIME))
+        .map(|(site, _)| *site)
+        .ok_or_else(|| BinaryError::MissingFunction {
+            path: b.path().to_owned(),
+            name: format!("{} call in {function}", func::NANOTIME),
         })
 }
 
@@ -322,6 +339,7 @@ impl RuntimeProbes {
             "go_stw_stop",
             "go_stw_other",
             "go_mark_term_end",
+            "go_gc_stop_go_start",
             "go_stw_start_ret",
             "go_gc_start",
             "go_gc_mark_termination",

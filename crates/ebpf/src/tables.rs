@@ -11,6 +11,8 @@ pub mod func {
     pub const START_THE_WORLD: &str = "runtime.startTheWorldWithSema";
     pub const GC_START: &str = "runtime.gcStart";
     pub const GC_MARK_TERMINATION: &str = "runtime.gcMarkTermination";
+    /// Decides that marking is over and stops the world for mark termination.
+    pub const GC_MARK_DONE: &str = "runtime.gcMarkDone";
     pub const GOPARK: &str = "runtime.gopark";
     /// `goready` is inlined into callers from Go 1.21; `ready` is what it calls.
     pub const READY: &str = "runtime.ready";
@@ -18,7 +20,7 @@ pub mod func {
     /// Go 1.19: the closure of `stopTheWorld`, the only non-GC caller of the STW.
     pub const STOP_THE_WORLD_CLOSURE_119: &str = "runtime.stopTheWorld.func1";
     /// Go's monotonic clock (assembly, ABI0) and wall clock, to find `now := nanotime();
-    /// time_now()` in gcMarkTermination.
+    /// time_now()` in gcMarkTermination and the clock reads that start a GC pause.
     pub const NANOTIME: &str = "runtime.nanotime1";
     pub const TIME_NOW: &str = "time.now";
 }

@@ -69,18 +69,11 @@ impl PauseAgreement {
 
     /// Both statistics within `rel` relative or `abs_ns` absolute difference.
     pub fn within(&self, rel: f64, abs_ns: u64) -> bool {
-        self.within_each(rel, abs_ns, abs_ns)
-    }
-
-    /// The median within `rel` or `p50_abs_ns`, the maximum within `rel` or `max_abs_ns`
-    /// (one descheduled thread on a busy machine moves a maximum, not a median).
-    pub fn within_each(&self, rel: f64, p50_abs_ns: u64, max_abs_ns: u64) -> bool {
-        let close = |a: u64, b: u64, abs: u64| {
+        let close = |a: u64, b: u64| {
             let d = a.abs_diff(b);
-            d <= abs || (d as f64) <= rel * b as f64
+            d <= abs_ns || (d as f64) <= rel * b as f64
         };
-        close(self.ebpf_p50_ns, self.go_p50_ns, p50_abs_ns)
-            && close(self.ebpf_max_ns, self.go_max_ns, max_abs_ns)
+        close(self.ebpf_p50_ns, self.go_p50_ns) && close(self.ebpf_max_ns, self.go_max_ns)
     }
 }
 

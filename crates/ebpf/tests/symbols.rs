@@ -16,6 +16,7 @@ const PROBED: &[&str] = &[
     func::START_THE_WORLD,
     func::GC_START,
     func::GC_MARK_TERMINATION,
+    func::GC_MARK_DONE,
     func::GOPARK,
     func::READY,
     func::ALLOC_SAMPLE,
