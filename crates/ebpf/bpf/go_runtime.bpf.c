@@ -7,7 +7,8 @@
 // Every probe gets its per-attachment settings from the BPF cookie, so one loaded object
 // serves processes built with different Go versions at once.
 //
-// Always on (a few hits per GC cycle): stop/start the world, GC start, mark termination.
+// Always on (a few hits per GC cycle): the clock reads that start a GC pause (gcStart,
+// gcMarkDone), stop/start the world, mark termination.
 // On demand (bounded windows): gopark/ready (park profile), mProf_Malloc (allocations
 // Go's own sampler picked: MemProfileRate, 512 KiB by default).
 #include <linux/bpf.h>
@@ -17,17 +18,14 @@
 /* Cookie bits (see src/probes.rs, CookieFlags). */
 #define COOKIE_STW_REASON_IN_RAX 0x1 /* Go >= 1.21: stopTheWorldWithSema(reason stwReason) */
 #define COOKIE_ALLOC_SIZE_IN_RCX 0x2 /* Go >= 1.23: mProf_Malloc(mp, p, size); else (p, size) */
+#define COOKIE_SWEEP_TERM_SITE 0x4   /* this clock read is gcStart's (sweep termination) */
 
-/* STW kinds: Go's stwReason numbering (1.21+); Go 1.19 maps onto the first three. */
+/* STW kinds: Go's stwReason numbering (1.21+); Go 1.19's pauses are classified by the
+ * clock read that precedes a GC's (none: not a GC pause). */
 #define STW_UNKNOWN 0
 #define STW_GC_MARK_TERM 1
 #define STW_GC_SWEEP_TERM 2
 #define STW_KINDS 32
-
-/* Go 1.19 only: GC phase seen from gcStart / gcMarkTermination, per process. */
-#define PHASE_IDLE 0
-#define PHASE_SWEEP_PENDING 1
-#define PHASE_MARKING 2
 
 #define HIST_BUCKETS 15 /* 14 finite upper bounds + the +Inf bucket */
 
@@ -52,7 +50,14 @@ struct stw_open {
 
 struct gc_stats {
     __u64 cycles;       /* gcMarkTermination entries: completed cycles, as gctrace counts */
-    __u64 starts;       /* gcStart entries (includes calls that found nothing to do) */
+    __u64 starts;       /* cycles started: gcStart reading the clock to stop the world */
+};
+
+/* A GC about to stop the world: Go's clock then, and which pause it is. */
+struct gc_stop_pending {
+    __u64 go_start_ns;
+    __u32 kind;
+    __u32 _pad;
 };
 
 enum event_kind { EV_STW = 1, EV_GC_DONE = 2 };
@@ -105,7 +110,7 @@ struct alloc_stats {
 
 /* Per-CPU hit counters, indexed by enum counter: probe hits and failures. */
 enum counter {
-    C_STW_STOP, C_STW_START_RET, C_GC_START, C_GC_MARK_TERM, C_GOPARK, C_READY, C_ALLOC,
+    C_STW_STOP, C_STW_START_RET, C_GC_CLOCK_READ, C_GC_MARK_TERM, C_GOPARK, C_READY, C_ALLOC,
     C_EVENTS_DROPPED, C_STACK_ERRORS, C_MAP_FULL, C_COUNTERS
 };
 
@@ -130,28 +135,13 @@ struct {
     __type(value, struct gc_stats);
 } gc_counts SEC(".maps");
 
-/* Go 1.19: the GC phase per process, and threads that entered stopTheWorld.func1. */
-struct {
-    __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 1024);
-    __type(key, __u32);
-    __type(value, __u32);
-} gc_phase SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
-    __uint(max_entries, 4096);
-    __type(key, __u32);
-    __type(value, __u32);
-} other_stw_tid SEC(".maps");
-
 /* Go's clock read right before a GC stops the world (gcStart's work.tSweepTerm,
  * gcMarkDone's work.tMarkTerm), per thread, until that thread enters the STW. */
 struct {
     __uint(type, BPF_MAP_TYPE_LRU_HASH);
     __uint(max_entries, 4096);
     __type(key, __u64);
-    __type(value, __u64);
+    __type(value, struct gc_stop_pending);
 } gc_stop_go_start SEC(".maps");
 
 struct {
@@ -232,40 +222,25 @@ SEC("uprobe")
 int go_stw_stop(struct pt_regs *ctx)
 {
     __u32 tgid = tgid_now();
-    __u32 kind;
     count(C_STW_STOP);
+    __u64 now = bpf_ktime_get_ns();
+    __u64 pid_tid = bpf_get_current_pid_tgid();
+    /* A GC pause starts where Go starts counting it: the nanotime() read just before
+     * (gctrace and go_gc_duration_seconds count from there). Timing from this probe
+     * instead loses whatever passed in between, e.g. the thread being descheduled. */
+    __u64 start = now;
+    __u32 kind = STW_UNKNOWN;
+    struct gc_stop_pending *pending = bpf_map_lookup_elem(&gc_stop_go_start, &pid_tid);
+    if (pending) {
+        if (pending->go_start_ns <= now && now - pending->go_start_ns < 1000000000ULL)
+            start = pending->go_start_ns;
+        kind = pending->kind;
+        bpf_map_delete_elem(&gc_stop_go_start, &pid_tid);
+    }
     if (bpf_get_attach_cookie(ctx) & COOKIE_STW_REASON_IN_RAX) {
         kind = ctx->rax & 0xff;
         if (kind >= STW_KINDS)
             kind = STW_UNKNOWN;
-    } else {
-        /* Go 1.19: stopTheWorld's closure runs on this thread right before the call. */
-        __u32 tid = (__u32)bpf_get_current_pid_tgid();
-        if (bpf_map_lookup_elem(&other_stw_tid, &tid)) {
-            bpf_map_delete_elem(&other_stw_tid, &tid);
-            kind = STW_UNKNOWN;
-        } else {
-            __u32 *phase = bpf_map_lookup_elem(&gc_phase, &tgid);
-            if (phase && *phase == PHASE_SWEEP_PENDING) {
-                kind = STW_GC_SWEEP_TERM;
-                __u32 marking = PHASE_MARKING;
-                bpf_map_update_elem(&gc_phase, &tgid, &marking, BPF_ANY);
-            } else {
-                kind = STW_GC_MARK_TERM;
-            }
-        }
-    }
-    /* A GC pause starts where Go starts counting it: the nanotime() read just before
-     * (gctrace and go_gc_duration_seconds count from there). Timing from this probe
-     * instead loses whatever passed in between, e.g. the thread being descheduled. */
-    __u64 now = bpf_ktime_get_ns();
-    __u64 pid_tid = bpf_get_current_pid_tgid();
-    __u64 start = now;
-    __u64 *go_start = bpf_map_lookup_elem(&gc_stop_go_start, &pid_tid);
-    if (go_start) {
-        if (*go_start <= now && now - *go_start < 1000000000ULL)
-            start = *go_start;
-        bpf_map_delete_elem(&gc_stop_go_start, &pid_tid);
     }
     struct stw_open open = { .start_ns = start, .kind = kind };
     if (bpf_map_update_elem(&stw_inflight, &tgid, &open, BPF_ANY))
@@ -289,28 +264,6 @@ int go_mark_term_end(struct pt_regs *ctx)
     return 0;
 }
 
-/* gcStart / gcMarkDone: right after the `now := nanotime()` (ABI0 call: the result is at
- * 0(SP)) whose value starts Go's account of the pause that follows. */
-SEC("uprobe")
-int go_gc_stop_go_start(struct pt_regs *ctx)
-{
-    __u64 pid_tid = bpf_get_current_pid_tgid();
-    __u64 now = 0;
-    if (bpf_probe_read_user(&now, sizeof(now), (void *)ctx->rsp) || !now)
-        return 0;
-    bpf_map_update_elem(&gc_stop_go_start, &pid_tid, &now, BPF_ANY);
-    return 0;
-}
-
-/* Go 1.19: entry of runtime.stopTheWorld.func1, the only non-GC caller. */
-SEC("uprobe")
-int go_stw_other(struct pt_regs *ctx)
-{
-    __u32 tid = (__u32)bpf_get_current_pid_tgid();
-    __u32 one = 1;
-    bpf_map_update_elem(&other_stw_tid, &tid, &one, BPF_ANY);
-    return 0;
-}
 
 /* A RET of runtime.startTheWorldWithSema: the world runs again; RAX = Go's nanotime. */
 SEC("uprobe")
@@ -378,23 +331,25 @@ static __always_inline struct gc_stats *gc_stats_of(__u32 tgid)
     return bpf_map_lookup_elem(&gc_counts, &tgid);
 }
 
-/* runtime.gcStart entry. */
+/* gcStart / gcMarkDone: right after the `now := nanotime()` (ABI0 call: the result is at
+ * 0(SP)) whose value starts Go's account of the pause that follows. gcStart's also counts
+ * a started cycle (this is the one probe gcStart needs: a call that finds a cycle running
+ * returns before it). */
 SEC("uprobe")
-int go_gc_start(struct pt_regs *ctx)
+int go_gc_stop_go_start(struct pt_regs *ctx)
 {
-    __u32 tgid = tgid_now();
-    count(C_GC_START);
-    struct gc_stats *g = gc_stats_of(tgid);
-    if (g)
-        __sync_fetch_and_add(&g->starts, 1);
-    if (!(bpf_get_attach_cookie(ctx) & COOKIE_STW_REASON_IN_RAX)) {
-        __u32 *phase = bpf_map_lookup_elem(&gc_phase, &tgid);
-        /* gcStart only proceeds while no cycle runs; a call during marking returns. */
-        if (!phase || *phase != PHASE_MARKING) {
-            __u32 pending = PHASE_SWEEP_PENDING;
-            bpf_map_update_elem(&gc_phase, &tgid, &pending, BPF_ANY);
-        }
+    __u64 pid_tid = bpf_get_current_pid_tgid();
+    struct gc_stop_pending pending = { .kind = STW_GC_MARK_TERM };
+    count(C_GC_CLOCK_READ);
+    if (bpf_get_attach_cookie(ctx) & COOKIE_SWEEP_TERM_SITE) {
+        pending.kind = STW_GC_SWEEP_TERM;
+        struct gc_stats *g = gc_stats_of(pid_tid >> 32);
+        if (g)
+            __sync_fetch_and_add(&g->starts, 1);
     }
+    if (bpf_probe_read_user(&pending.go_start_ns, sizeof(pending.go_start_ns), (void *)ctx->rsp))
+        pending.go_start_ns = 0;
+    bpf_map_update_elem(&gc_stop_go_start, &pid_tid, &pending, BPF_ANY);
     return 0;
 }
 
@@ -407,10 +362,6 @@ int go_gc_mark_termination(struct pt_regs *ctx)
     struct gc_stats *g = gc_stats_of(tgid);
     if (g)
         __sync_fetch_and_add(&g->cycles, 1);
-    if (!(bpf_get_attach_cookie(ctx) & COOKIE_STW_REASON_IN_RAX)) {
-        __u32 idle = PHASE_IDLE;
-        bpf_map_update_elem(&gc_phase, &tgid, &idle, BPF_ANY);
-    }
     struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
     if (!e) {
         count(C_EVENTS_DROPPED);

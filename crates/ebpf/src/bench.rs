@@ -19,17 +19,24 @@ use crate::session::{OverheadEstimate, Watcher};
 #[derive(Args, Debug, Clone)]
 #[command(
     after_help = "What it does: builds the gowork fixture (crates/ebpf/tests/fixtures) \
-with --go, then for each of --repeat rounds runs, one after the other:\n\
-  workload: gowork -mode mixed (channels, mutex, allocation, a forced GC every 25 loops) for \
---seconds, its loop rate measured from its progress lines: without probes, with the \
-always-on probes, and with a park profile over the middle of the run;\n\
-  http: gowork -mode http under `wrk -c --connections -d --seconds` on 127.0.0.1: requests/s \
-without probes, with the always-on probes, and inside a park-profile window.\n\
-Overhead = baseline rate / probed rate - 1 (medians over rounds); the same for the \
-process's CPU time per loop / request (utime+stime), which other load on the machine does not \
-move the way it moves rates. For the park profile the \
-expected overhead printed before each window (measured event rate × measured probe cost) \
-is compared with the measured one. Needs root, Go, and wrk (Debian: wrk)."
+with --go and runs two scenarios, each on a pair of identical long-running processes (twins) \
+sharing one CPU:\n\
+  workload: gowork -mode mixed (channels, mutex, allocation, a forced GC every 25 loops), \
+its loop rate read from its progress lines;\n\
+  http: gowork -mode http, each twin under its own `wrk -c --connections -d --seconds` on \
+127.0.0.1, requests/s.\n\
+Each of --repeat rounds measures both twins over the same --seconds in three modes: \
+neither probed (the method's own noise), one twin with the always-on probes, and one twin \
+in a park-profile window (the profile reads the process's CPU for --calibration seconds \
+without and with its probes and states the expected overhead; the rate is measured after \
+that). The probed twin alternates and the order of the modes rotates from round to round. \
+A round's overhead is the control twin's rate / the probed twin's - 1, and likewise for the \
+process CPU time per loop / request (utime+stime); the table shows medians over rounds \
+with the smallest and largest. Measuring the twins side by side cancels what the machine \
+does meanwhile (on the 2-core development VM a pinned loop's speed drifts by up to 2× \
+over tens of seconds, which swamps 1 % when runs are compared one after another). With \
+two or more CPUs the twins run on the last one (GOMAXPROCS=1) and this program and wrk on \
+the others (--no-pin to turn off). Needs root, Go, and wrk (Debian: wrk)."
 )]
 pub struct BenchArgs {
     /// Go toolchain to build the fixture with.
@@ -38,15 +45,22 @@ pub struct BenchArgs {
     /// Directory of the gowork fixture source.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/gowork"))]
     pub fixture_src: PathBuf,
-    /// Rounds; figures are medians.
-    #[arg(long, default_value_t = 3)]
+    /// Rounds; figures are medians over them.
+    #[arg(long, default_value_t = 7)]
     pub repeat: usize,
-    /// Length of each measured run in seconds.
-    #[arg(long, default_value_t = 6)]
+    /// Seconds each mode is measured per round.
+    #[arg(long, default_value_t = 4)]
     pub seconds: u64,
+    /// Seconds the park profile reads the process's CPU unprobed, and again probed,
+    /// before stating its estimate.
+    #[arg(long, default_value_t = 2)]
+    pub calibration: u64,
     /// wrk connections.
     #[arg(long, default_value_t = 8)]
     pub connections: u32,
+    /// Run the target on the same CPUs as everything else.
+    #[arg(long)]
+    pub no_pin: bool,
     /// JSON results.
     #[arg(long, default_value = "bench-results/go-runtime.json")]
     pub out: PathBuf,
@@ -54,21 +68,46 @@ pub struct BenchArgs {
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ModeResult {
-    /// Loops/s (workload) or requests/s (http), one per round.
+    /// Loops/s (workload) or requests/s (http) of the probed twin, one per round.
     pub rates: Vec<f64>,
-    pub median_rate: f64,
-    /// baseline median / this median - 1.
-    pub overhead: f64,
-    /// Park profile: expected overheads stated before the windows, and their median.
+    /// The same of the unprobed twin over the same interval.
+    pub control_rates: Vec<f64>,
+    /// Process CPU µs per loop / request, probed twin and control, one per round.
+    pub cpu_us_per_op: Vec<f64>,
+    pub control_cpu_us_per_op: Vec<f64>,
+    /// Per round: control rate / probed rate - 1.
+    pub overheads: Vec<f64>,
+    /// Per round: probed CPU per op / control's - 1.
+    pub cpu_overheads: Vec<f64>,
+    pub overhead: Spread,
+    pub cpu_overhead: Spread,
+    /// Park profile: the expected overhead stated before each window.
     pub expected: Vec<f64>,
     pub median_expected: f64,
+    /// Park profile: what hits × lastmile's own cost per hit would have stated.
+    pub hits_x_cost_expected: Vec<f64>,
+    /// Park profile: per round, measured overhead / expected.
+    pub measured_over_expected: Vec<f64>,
+    pub median_measured_over_expected: f64,
     pub probe_hits_per_second: Vec<f64>,
-    /// Process CPU seconds per loop / request, one per round: unlike the rate, it does not
-    /// move when other work on the machine takes CPU away.
-    pub cpu_us_per_op: Vec<f64>,
-    pub median_cpu_us_per_op: f64,
-    /// This median CPU per op / baseline's - 1.
-    pub cpu_overhead: f64,
+}
+
+/// Median, smallest and largest of per-round figures.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    fn of(v: &[f64]) -> Spread {
+        Spread {
+            median: median(v),
+            min: v.iter().copied().fold(f64::INFINITY, f64::min),
+            max: v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        }
+    }
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -77,6 +116,48 @@ pub struct Scenario {
     pub baseline: ModeResult,
     pub always_on: ModeResult,
     pub park_profile: ModeResult,
+}
+
+impl Scenario {
+    fn mode(&mut self, m: Mode) -> &mut ModeResult {
+        match m {
+            Mode::Baseline => &mut self.baseline,
+            Mode::AlwaysOn => &mut self.always_on,
+            Mode::Park => &mut self.park_profile,
+        }
+    }
+
+    /// Per-round ratios of the probed twin against the control, then their spreads.
+    fn summarise(&mut self) {
+        for r in [
+            &mut self.baseline,
+            &mut self.always_on,
+            &mut self.park_profile,
+        ] {
+            r.overheads = r
+                .control_rates
+                .iter()
+                .zip(&r.rates)
+                .map(|(c, x)| if *x > 0.0 { c / x - 1.0 } else { f64::NAN })
+                .collect();
+            r.cpu_overheads = r
+                .control_cpu_us_per_op
+                .iter()
+                .zip(&r.cpu_us_per_op)
+                .map(|(c, x)| x / c - 1.0)
+                .collect();
+            r.overhead = Spread::of(&r.overheads);
+            r.cpu_overhead = Spread::of(&r.cpu_overheads);
+            r.measured_over_expected = r
+                .overheads
+                .iter()
+                .zip(&r.expected)
+                .map(|(m, e)| m / e)
+                .collect();
+            r.median_expected = median(&r.expected);
+            r.median_measured_over_expected = median(&r.measured_over_expected);
+        }
+    }
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -91,12 +172,14 @@ struct Proc {
 }
 
 impl Proc {
-    fn spawn(bin: &Path, args: &[&str]) -> anyhow::Result<Proc> {
-        let mut child = Command::new(bin)
-            .args(args)
+    fn spawn(bin: &Path, args: &[&str], place: Placement) -> anyhow::Result<Proc> {
+        let mut cmd = Command::new(bin);
+        cmd.args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::null());
+        place.command(&mut cmd);
+        let mut child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", bin.display()))?;
         let stdout = Arc::new(Mutex::new(Vec::new()));
@@ -176,91 +259,244 @@ fn rate_between(points: &[(f64, i64)], from: i64, to: i64) -> f64 {
     }
 }
 
-fn loops_between(points: &[(f64, i64)], from: i64, to: i64) -> f64 {
-    let inside: Vec<&(f64, i64)> = points.iter().filter(|p| p.1 >= from && p.1 <= to).collect();
-    match (inside.first(), inside.last()) {
-        (Some(a), Some(b)) => b.0 - a.0,
-        _ => 0.0,
-    }
-}
-
-/// One measured run: rate, CPU per op, the stated estimate (park) and probe hits/s.
+/// One measured interval: the probed twin's rate and CPU per op, the control's, the
+/// stated estimate (park) and probe hits/s.
 struct RoundResult {
     rate: f64,
     cpu_us_per_op: f64,
+    control_rate: f64,
+    control_cpu_us_per_op: f64,
     estimate: Option<OverheadEstimate>,
     hits: f64,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Mode {
     Baseline,
     AlwaysOn,
     Park,
 }
 
-fn workload_round(
-    bin: &Path,
-    watcher: &mut Watcher,
-    mode: &Mode,
-    secs: u64,
-) -> anyhow::Result<RoundResult> {
-    let total = format!("{}s", secs + 2);
-    let mut p = Proc::spawn(
-        bin,
-        &[
-            "-mode",
-            "mixed",
-            "-duration",
-            &total,
-            "-gc-every",
-            "25",
-            "-progress",
-            "100ms",
-            "-wait-stdin",
-        ],
-    )?;
-    p.wait_line("waiting", Duration::from_secs(10))?;
-    let pid = p.child.id();
-    if !matches!(mode, Mode::Baseline) {
-        watcher.watch_pid(pid, &[])?;
+const MODES: [Mode; 3] = [Mode::Baseline, Mode::AlwaysOn, Mode::Park];
+
+/// CPUs for the measured process and for everything else (this program, wrk), when the
+/// machine has two or more: the probed process then runs alone on its core, so what the
+/// probes take from it is not hidden in what the load generator takes.
+#[derive(Clone, Copy)]
+struct Placement {
+    target_cpu: Option<usize>,
+}
+
+fn set_affinity(pid: libc::pid_t, cpus: &[usize]) -> std::io::Result<()> {
+    // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET write inside it; sched_setaffinity
+    // reads it for its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        for &c in cpus {
+            libc::CPU_SET(c, &mut set);
+        }
+        if libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
     }
-    p.go()?;
-    std::thread::sleep(Duration::from_secs(1)); // warm-up, outside the measurement
-    let cpu0 = crate::session::proc_cpu_seconds(pid).unwrap_or(0.0);
-    let from = unix_ns();
-    let mut estimate = None;
-    let mut hits = 0.0;
-    if let Mode::Park = mode {
-        let prof = watcher.profile(
-            pid,
-            ProbeSet::Park,
-            Duration::from_secs(secs),
-            Duration::from_secs(1),
-            &mut |e| estimate = Some(e.clone()),
-        )?;
-        hits = prof.measured_events_per_second;
-    } else {
-        std::thread::sleep(Duration::from_secs(secs));
+    Ok(())
+}
+
+impl Placement {
+    /// Pins this thread (and what it starts later: wrk, reader threads) to the first CPU
+    /// and reserves the last for the target.
+    fn new(pin: bool) -> Placement {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if !pin || cpus < 2 {
+            return Placement { target_cpu: None };
+        }
+        let others: Vec<usize> = (0..cpus - 1).collect();
+        match set_affinity(0, &others) {
+            Ok(()) => Placement {
+                target_cpu: Some(cpus - 1),
+            },
+            Err(e) => {
+                eprintln!("cannot pin CPUs ({e}); measuring unpinned");
+                Placement { target_cpu: None }
+            }
+        }
     }
-    let to = unix_ns();
-    let cpu = crate::session::proc_cpu_seconds(pid).unwrap_or(0.0) - cpu0;
-    if !matches!(mode, Mode::Baseline) {
-        watcher.unwatch(pid)?;
+
+    /// Applies to the target process: its CPU, and GOMAXPROCS=1 to match.
+    fn command(&self, cmd: &mut Command) {
+        if let Some(cpu) = self.target_cpu {
+            cmd.env("GOMAXPROCS", "1");
+            // SAFETY: only async-signal-safe calls between fork and exec.
+            unsafe {
+                use std::os::unix::process::CommandExt;
+                cmd.pre_exec(move || set_affinity(0, &[cpu]));
+            }
+        }
     }
-    let points = p.progress();
-    let rate = rate_between(&points, from, to);
-    let loops = loops_between(&points, from, to);
-    if rate <= 0.0 || loops <= 0.0 {
-        bail!("the workload reported no progress");
+}
+
+/// A long-running target and how to measure its work over an interval.
+enum Target {
+    /// gowork -mode mixed, loops counted from its progress lines.
+    Workload(Proc),
+    /// gowork -mode http, requests counted by wrk.
+    Http {
+        proc: Proc,
+        addr: String,
+        connections: u32,
+    },
+}
+
+/// A measurement under way on one target.
+enum Measuring {
+    Workload {
+        from: i64,
+        cpu0: f64,
+    },
+    Http {
+        cpu0: f64,
+        load: std::thread::JoinHandle<anyhow::Result<(f64, f64)>>,
+    },
+}
+
+impl Target {
+    fn start(bin: &Path, http: bool, connections: u32, place: Placement) -> anyhow::Result<Target> {
+        if http {
+            let proc = Proc::spawn(bin, &["-mode", "http", "-addr", "127.0.0.1:0"], place)?;
+            let line = proc.wait_line("listening ", Duration::from_secs(10))?;
+            let addr = line.trim_start_matches("listening ").trim().to_owned();
+            if !addr.starts_with("127.0.0.1:") {
+                bail!("the service must listen on loopback, got {addr}");
+            }
+            Ok(Target::Http {
+                proc,
+                addr,
+                connections,
+            })
+        } else {
+            let mut proc = Proc::spawn(
+                bin,
+                &[
+                    "-mode",
+                    "mixed",
+                    "-duration",
+                    "2h",
+                    "-gc-every",
+                    "25",
+                    "-progress",
+                    "100ms",
+                    "-wait-stdin",
+                ],
+                place,
+            )?;
+            proc.wait_line("waiting", Duration::from_secs(10))?;
+            proc.go()?;
+            Ok(Target::Workload(proc))
+        }
     }
-    // The progress points cover slightly less than [from, to]: scale the loops to it.
-    let ops = rate * (to - from) as f64 / 1e9;
-    Ok(RoundResult {
-        rate,
-        cpu_us_per_op: cpu * 1e6 / ops,
-        estimate,
-        hits,
-    })
+
+    fn pid(&self) -> u32 {
+        match self {
+            Target::Workload(p) | Target::Http { proc: p, .. } => p.child.id(),
+        }
+    }
+
+    fn cpu(&self) -> f64 {
+        crate::session::proc_cpu_seconds(self.pid()).unwrap_or(0.0)
+    }
+
+    /// Load for up to `secs` that is not measured (warm-up, a profile's calibration): wrk
+    /// for the service; the workload loads itself. Stop it early by killing the child.
+    fn unmeasured_load(&self, secs: u64) -> anyhow::Result<Option<Child>> {
+        match self {
+            Target::Workload(_) => Ok(None),
+            Target::Http {
+                addr, connections, ..
+            } => Command::new("wrk")
+                .args(["-t", "1", "-c", &connections.to_string()])
+                .args(["-d", &format!("{secs}s")])
+                .arg(format!("http://{addr}/"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map(Some)
+                .context("cannot run wrk (Debian: apt-get install wrk)"),
+        }
+    }
+
+    /// Starts measuring: the service gets a `secs`-second wrk run; the workload is
+    /// measured until [`Target::finish`].
+    fn begin(&self, secs: u64) -> Measuring {
+        let cpu0 = self.cpu();
+        match self {
+            Target::Workload(_) => Measuring::Workload {
+                from: unix_ns(),
+                cpu0,
+            },
+            Target::Http {
+                addr, connections, ..
+            } => {
+                let (a, c) = (addr.clone(), *connections);
+                Measuring::Http {
+                    cpu0,
+                    load: std::thread::spawn(move || wrk_rps(&a, c, secs)),
+                }
+            }
+        }
+    }
+
+    /// Operations per second and CPU µs per operation since `begin`.
+    fn finish(&self, m: Measuring) -> anyhow::Result<(f64, f64)> {
+        match (self, m) {
+            (Target::Workload(p), Measuring::Workload { from, cpu0 }) => {
+                let (to, cpu) = (unix_ns(), self.cpu() - cpu0);
+                let rate = rate_between(&p.progress(), from, to);
+                if rate <= 0.0 {
+                    bail!("the workload reported no progress");
+                }
+                // The progress points cover slightly less than [from, to]: scale to it.
+                let ops = rate * (to - from) as f64 / 1e9;
+                Ok((rate, cpu * 1e6 / ops))
+            }
+            (Target::Http { .. }, Measuring::Http { cpu0, load }) => {
+                let (rps, requests) = load
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("wrk thread panicked"))??;
+                let cpu = self.cpu() - cpu0;
+                if requests <= 0.0 {
+                    bail!("wrk completed no request");
+                }
+                Ok((rps, cpu * 1e6 / requests))
+            }
+            _ => bail!("a measurement finished on the wrong kind of target"),
+        }
+    }
+}
+
+/// Two identical targets on the same CPU, measured over the same interval: one probed,
+/// the other the control. Whatever else the machine does in that interval (on this VM a
+/// pinned loop's speed drifts by up to 2× over tens of seconds) slows both alike, so
+/// their ratio is the probes' cost; with both unprobed it shows the method's own noise.
+struct Twins([Target; 2]);
+
+impl Twins {
+    fn start(bin: &Path, http: bool, connections: u32, place: Placement) -> anyhow::Result<Twins> {
+        let twins = Twins([
+            Target::start(bin, http, connections, place)?,
+            Target::start(bin, http, connections, place)?,
+        ]);
+        // Warm both up (heap, connections) before measuring.
+        for t in &twins.0 {
+            if let Some(mut wrk) = t.unmeasured_load(1)? {
+                wrk.wait()?;
+            }
+        }
+        if !http {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        Ok(twins)
+    }
 }
 
 /// Requests/s and total requests of a wrk run.
@@ -291,54 +527,75 @@ fn wrk_rps(addr: &str, connections: u32, secs: u64) -> anyhow::Result<(f64, f64)
     Ok((rps, total))
 }
 
-fn http_round(
-    bin: &Path,
+/// One round of one mode: the probed twin (`probed`: 0 or 1) against the other. The
+/// watcher is attached or detached first, outside the measurement.
+fn measure_mode(
+    twins: &Twins,
+    probed: usize,
     watcher: &mut Watcher,
-    mode: &Mode,
+    mode: Mode,
     secs: u64,
-    connections: u32,
+    calibration: Duration,
 ) -> anyhow::Result<RoundResult> {
-    let p = Proc::spawn(bin, &["-mode", "http", "-addr", "127.0.0.1:0"])?;
-    let line = p.wait_line("listening ", Duration::from_secs(10))?;
-    let addr = line.trim_start_matches("listening ").trim().to_owned();
-    if !addr.starts_with("127.0.0.1:") {
-        bail!("the service must listen on loopback, got {addr}");
+    for (i, t) in twins.0.iter().enumerate() {
+        let pid = t.pid();
+        let want = i == probed && mode != Mode::Baseline;
+        match (watcher.get(pid).is_some(), want) {
+            (true, false) => watcher.unwatch(pid)?,
+            (false, true) => {
+                watcher.watch_pid(pid, &[])?;
+            }
+            _ => {}
+        }
     }
-    let pid = p.child.id();
-    // Warm the service up (connections, heap) before measuring.
-    wrk_rps(&addr, connections, 1)?;
-    if !matches!(mode, Mode::Baseline) {
-        watcher.watch_pid(pid, &[])?;
-    }
+    let (target, control) = (&twins.0[probed], &twins.0[1 - probed]);
     let mut estimate = None;
     let mut hits = 0.0;
-    let cpu0 = crate::session::proc_cpu_seconds(pid).unwrap_or(0.0);
-    let (rps, requests) = if let Mode::Park = mode {
-        let a = addr.clone();
-        let load = std::thread::spawn(move || wrk_rps(&a, connections, secs));
+    let (m_target, m_control) = if mode == Mode::Park {
+        // The service is loaded through the calibration too (the estimate reads it busy),
+        // until the measured load takes over.
+        let mut cal_load = Vec::new();
+        for t in &twins.0 {
+            cal_load.extend(t.unmeasured_load(2 * calibration.as_secs() + 60)?);
+        }
+        let mut started = None;
+        // The window (from the attach) covers the probed calibration, then `secs`
+        // measured seconds, and a margin so that the probes outlast wrk's run.
+        let window = calibration + Duration::from_secs(secs) + Duration::from_millis(500);
         let prof = watcher.profile(
-            pid,
+            target.pid(),
             ProbeSet::Park,
-            Duration::from_secs(secs),
-            Duration::from_secs(1),
-            &mut |e| estimate = Some(e.clone()),
-        )?;
-        hits = prof.measured_events_per_second;
-        load.join()
-            .map_err(|_| anyhow::anyhow!("wrk thread panicked"))??
+            window,
+            calibration,
+            &mut |e| {
+                estimate = Some(e.clone());
+                for wrk in &mut cal_load {
+                    let _ = wrk.kill();
+                    let _ = wrk.wait();
+                }
+                started = Some((target.begin(secs), control.begin(secs)));
+            },
+        );
+        for wrk in &mut cal_load {
+            let _ = wrk.kill();
+            let _ = wrk.wait();
+        }
+        hits = prof?.measured_events_per_second;
+        started.context("the profile stated no estimate")?
     } else {
-        wrk_rps(&addr, connections, secs)?
+        let m = (target.begin(secs), control.begin(secs));
+        if matches!(target, Target::Workload(_)) {
+            std::thread::sleep(Duration::from_secs(secs));
+        }
+        m
     };
-    let cpu = crate::session::proc_cpu_seconds(pid).unwrap_or(0.0) - cpu0;
-    if !matches!(mode, Mode::Baseline) {
-        watcher.unwatch(pid)?;
-    }
-    if requests <= 0.0 {
-        bail!("wrk completed no request");
-    }
+    let (rate, cpu_us_per_op) = target.finish(m_target)?;
+    let (control_rate, control_cpu_us_per_op) = control.finish(m_control)?;
     Ok(RoundResult {
-        rate: rps,
-        cpu_us_per_op: cpu * 1e6 / requests,
+        rate,
+        cpu_us_per_op,
+        control_rate,
+        control_cpu_us_per_op,
         estimate,
         hits,
     })
@@ -368,94 +625,115 @@ fn run_blocking(args: &BenchArgs) -> anyhow::Result<()> {
     if !status.success() {
         bail!("building the fixture failed");
     }
+    let place = Placement::new(!args.no_pin);
+    match place.target_cpu {
+        Some(cpu) => {
+            eprintln!("target on CPU {cpu} (GOMAXPROCS=1); this program and wrk on the others")
+        }
+        None => eprintln!("target unpinned"),
+    }
     let mut watcher = Watcher::new()?;
     let cost = watcher.measure_probe_cost()?;
     eprintln!(
-        "one uprobe hit costs {:.1} µs here",
+        "one uprobe hit costs {:.1} µs here (on lastmile itself)",
         cost.as_secs_f64() * 1e6
     );
-    let mut scenarios = vec![
-        Scenario {
-            name: "workload (loops/s)",
+    let calibration = Duration::from_secs(args.calibration);
+    let mut scenarios = Vec::new();
+    for (name, http) in [
+        ("workload (loops/s)", false),
+        ("http under wrk (requests/s)", true),
+    ] {
+        let mut sc = Scenario {
+            name,
             ..Default::default()
-        },
-        Scenario {
-            name: "http under wrk (requests/s)",
-            ..Default::default()
-        },
-    ];
-    for round in 1..=args.repeat {
-        for (i, sc) in scenarios.iter_mut().enumerate() {
-            for mode in [Mode::Baseline, Mode::AlwaysOn, Mode::Park] {
-                let res = if i == 0 {
-                    workload_round(&bin, &mut watcher, &mode, args.seconds)?
-                } else {
-                    http_round(&bin, &mut watcher, &mode, args.seconds, args.connections)?
-                };
-                let (label, r) = match mode {
-                    Mode::Baseline => ("baseline", &mut sc.baseline),
-                    Mode::AlwaysOn => ("always-on", &mut sc.always_on),
-                    Mode::Park => ("park profile", &mut sc.park_profile),
-                };
-                let (rate, hits) = (res.rate, res.hits);
-                r.rates.push(rate);
+        };
+        let twins = Twins::start(&bin, http, args.connections, place)?;
+        for round in 0..args.repeat {
+            // The probed twin and the order of the modes change from round to round.
+            let probed = round % 2;
+            for k in 0..MODES.len() {
+                let mode = MODES[(round + k) % MODES.len()];
+                let res = measure_mode(
+                    &twins,
+                    probed,
+                    &mut watcher,
+                    mode,
+                    args.seconds,
+                    calibration,
+                )?;
+                let r = sc.mode(mode);
+                r.rates.push(res.rate);
+                r.control_rates.push(res.control_rate);
                 r.cpu_us_per_op.push(res.cpu_us_per_op);
-                if let Some(e) = res.estimate {
+                r.control_cpu_us_per_op.push(res.control_cpu_us_per_op);
+                if let Some(e) = &res.estimate {
                     eprintln!(
-                        "round {round} {}: park profile expected overhead +{:.1}% ({:.0} hits/s)",
-                        sc.name,
+                        "round {} {name}: park profile expected +{:.1}% ({}, {:.0} hits/s, {:.1} µs per hit, {:.2} cores; hits x cost: +{:.1}%)",
+                        round + 1,
                         e.expected_overhead * 100.0,
-                        e.events_per_second
+                        e.basis,
+                        e.events_per_second,
+                        e.probe_cost_us,
+                        e.process_cpu_cores,
+                        e.hits_x_cost_overhead * 100.0
                     );
                     r.expected.push(e.expected_overhead);
-                    r.probe_hits_per_second.push(hits);
+                    r.hits_x_cost_expected.push(e.hits_x_cost_overhead);
+                    r.probe_hits_per_second.push(res.hits);
                 }
                 eprintln!(
-                    "round {round} {} {label}: {rate:.1}/s, {:.1} µs CPU per op",
-                    sc.name, res.cpu_us_per_op
+                    "round {} {name} {mode:?}: twin {probed} {:.1}/s {:.2} µs CPU per op, control {:.1}/s {:.2} µs",
+                    round + 1,
+                    res.rate,
+                    res.cpu_us_per_op,
+                    res.control_rate,
+                    res.control_cpu_us_per_op
                 );
             }
         }
-    }
-    for sc in &mut scenarios {
-        let base = median(&sc.baseline.rates);
-        let base_cpu = median(&sc.baseline.cpu_us_per_op);
-        for r in [&mut sc.baseline, &mut sc.always_on, &mut sc.park_profile] {
-            r.median_cpu_us_per_op = median(&r.cpu_us_per_op);
-            r.cpu_overhead = r.median_cpu_us_per_op / base_cpu - 1.0;
-            r.median_rate = median(&r.rates);
-            r.overhead = if r.median_rate > 0.0 {
-                base / r.median_rate - 1.0
-            } else {
-                f64::NAN
-            };
-            r.median_expected = median(&r.expected);
+        for t in &twins.0 {
+            if watcher.get(t.pid()).is_some() {
+                watcher.unwatch(t.pid())?;
+            }
         }
+        sc.summarise();
+        scenarios.push(sc);
     }
     println!(
-        "{:<30} {:>12} {:>12} {:>10} {:>12} {:>10} {:>10}",
-        "scenario", "baseline", "always-on", "overhead", "park", "overhead", "expected"
+        "overhead per round = the control twin's rate / the probed twin's - 1 (baseline: neither probed); median [min, max] of {} rounds",
+        args.repeat
+    );
+    let pct = |s: &Spread| {
+        format!(
+            "{:+.2}% [{:+.1}, {:+.1}]",
+            s.median * 100.0,
+            s.min * 100.0,
+            s.max * 100.0
+        )
+    };
+    println!(
+        "{:<30} {:>10} {:>24} {:>24} {:>24} {:>10} {:>10}",
+        "scenario", "rate", "baseline (noise)", "always-on", "park profile", "expected", "meas/exp"
     );
     for sc in &scenarios {
         println!(
-            "{:<30} {:>12.1} {:>12.1} {:>9.2}% {:>12.1} {:>9.1}% {:>9.1}%",
+            "{:<30} {:>10.1} {:>24} {:>24} {:>24} {:>9.1}% {:>10.2}",
             sc.name,
-            sc.baseline.median_rate,
-            sc.always_on.median_rate,
-            sc.always_on.overhead * 100.0,
-            sc.park_profile.median_rate,
-            sc.park_profile.overhead * 100.0,
-            sc.park_profile.median_expected * 100.0
+            median(&sc.baseline.rates),
+            pct(&sc.baseline.overhead),
+            pct(&sc.always_on.overhead),
+            pct(&sc.park_profile.overhead),
+            sc.park_profile.median_expected * 100.0,
+            sc.park_profile.median_measured_over_expected
         );
         println!(
-            "{:<30} {:>12.1} {:>12.1} {:>9.2}% {:>12.1} {:>9.1}% {:>9.1}%",
+            "{:<30} {:>10.2} {:>24} {:>24} {:>24}",
             "  CPU µs per op",
-            sc.baseline.median_cpu_us_per_op,
-            sc.always_on.median_cpu_us_per_op,
-            sc.always_on.cpu_overhead * 100.0,
-            sc.park_profile.median_cpu_us_per_op,
-            sc.park_profile.cpu_overhead * 100.0,
-            sc.park_profile.median_expected * 100.0
+            median(&sc.baseline.cpu_us_per_op),
+            pct(&sc.baseline.cpu_overhead),
+            pct(&sc.always_on.cpu_overhead),
+            pct(&sc.park_profile.cpu_overhead),
         );
     }
     if let Some(dir) = args.out.parent() {
@@ -464,6 +742,8 @@ fn run_blocking(args: &BenchArgs) -> anyhow::Result<()> {
     let json = serde_json::json!({
         "probe_cost_us": cost.as_secs_f64() * 1e6,
         "seconds": args.seconds,
+        "calibration_seconds": args.calibration,
+        "target_cpu": place.target_cpu,
         "repeat": args.repeat,
         "scenarios": scenarios,
     });

@@ -23,8 +23,10 @@ attaches eBPF uprobes by file offset to the Go runtime's GC and stop-the-world f
   go_ebpf_stw_pause_max_seconds, go_ebpf_probe_hits_total\n\
 with the process's labels (job, instance, pid, go_version, and --label).\n\n\
 --park-profile D probes gopark/ready for a window of D: every goroutine block and wake-up \
-hits a probe (~10 µs each here), so a busy process slows down. After the first second the \
-expected overhead is printed (measured event rate × measured probe cost), and at the end \
+hits a probe (~10 µs each here), so a busy process slows down. The process's CPU is read \
+for a second without these probes and a second with them, then the expected overhead is \
+printed (its CPU per user-CPU-second, probed against unprobed: a probe hit is system time), \
+and at the end \
 the measured event rate, the top wait reasons with blocked time, and the top blocking \
 stacks. --alloc-profile D records the allocations Go's own memory profiler samples \
 (runtime.MemProfileRate) with their stacks.\n\n\
@@ -185,8 +187,9 @@ pub async fn run_attach(args: AttachArgs) -> anyhow::Result<()> {
                     estimate,
                 } => eprintln!(
                     "{kind} profile of pid {pid} for {window:?}: expected overhead +{:.1}% \
-                 ({:.0} probe hits/s × {:.1} µs per hit, process using {:.2} cores)",
+                 ({}: {:.0} probe hits/s × {:.1} µs per hit, process using {:.2} cores)",
                     estimate.expected_overhead * 100.0,
+                    estimate.basis,
                     estimate.events_per_second,
                     estimate.probe_cost_us,
                     estimate.process_cpu_cores

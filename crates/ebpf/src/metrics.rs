@@ -55,9 +55,9 @@ pub const FAMILIES: &[(&str, MetricType, &str)] = &[
         "Completed GC cycles (runtime.gcMarkTermination entries) seen by eBPF.",
     ),
     (
-        "go_ebpf_gc_start_calls_total",
+        "go_ebpf_gc_cycles_started_total",
         MetricType::Counter,
-        "runtime.gcStart calls, including those that found a cycle already running.",
+        "GC cycles started (runtime.gcStart reading the clock to stop the world), as eBPF saw them.",
     ),
     (
         "go_ebpf_stw_pause_seconds",

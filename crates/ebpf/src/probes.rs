@@ -25,6 +25,7 @@ const MISSING_AT_BUILD: &str = env!("LASTMILE_BPF_MISSING");
 /// Cookie bits: per-attachment facts about the Go version (see the C source).
 const COOKIE_STW_REASON_IN_RAX: u64 = 0x1;
 const COOKIE_ALLOC_SIZE_IN_RCX: u64 = 0x2;
+const COOKIE_SWEEP_TERM_SITE: u64 = 0x4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
@@ -148,7 +149,7 @@ unsafe impl aya::Pod for AllocStats {}
 pub enum Counter {
     StwStop = 0,
     StwStartRet,
-    GcStart,
+    GcClockRead,
     GcMarkTermination,
     Gopark,
     Ready,
@@ -162,7 +163,7 @@ impl Counter {
     pub const ALL: [Counter; 10] = [
         Counter::StwStop,
         Counter::StwStartRet,
-        Counter::GcStart,
+        Counter::GcClockRead,
         Counter::GcMarkTermination,
         Counter::Gopark,
         Counter::Ready,
@@ -176,7 +177,7 @@ impl Counter {
         match self {
             Counter::StwStop => "stop_the_world",
             Counter::StwStartRet => "start_the_world_ret",
-            Counter::GcStart => "gc_start",
+            Counter::GcClockRead => "gc_clock_read",
             Counter::GcMarkTermination => "gc_mark_termination",
             Counter::Gopark => "gopark",
             Counter::Ready => "ready",
@@ -222,40 +223,41 @@ impl Target {
         c
     }
 
-    /// (program, address) pairs of a probe set.
-    fn points(&self, set: ProbeSet) -> Result<Vec<(&'static str, u64)>, BinaryError> {
+    /// (program, address, extra cookie bits) of a probe set.
+    fn points(&self, set: ProbeSet) -> Result<Vec<(&'static str, u64, u64)>, BinaryError> {
         let b = &self.binary;
         let mut v = Vec::new();
         match set {
             ProbeSet::AlwaysOn => {
-                v.push(("go_stw_stop", b.function(func::STOP_THE_WORLD)?.start));
+                v.push((
+                    "go_gc_stop_go_start",
+                    stop_go_start_site(b, func::GC_START)?,
+                    COOKIE_SWEEP_TERM_SITE,
+                ));
+                v.push((
+                    "go_gc_stop_go_start",
+                    stop_go_start_site(b, func::GC_MARK_DONE)?,
+                    0,
+                ));
+                v.push(("go_stw_stop", b.function(func::STOP_THE_WORLD)?.start, 0));
                 for ret in b.ret_sites(func::START_THE_WORLD)? {
-                    v.push(("go_stw_start_ret", ret));
+                    v.push(("go_stw_start_ret", ret, 0));
                 }
-                v.push(("go_gc_start", b.function(func::GC_START)?.start));
                 v.push((
                     "go_gc_mark_termination",
                     b.function(func::GC_MARK_TERMINATION)?.start,
+                    0,
                 ));
-                if !self.table.stw_reason_in_rax {
-                    v.push((
-                        "go_stw_other",
-                        b.function(func::STOP_THE_WORLD_CLOSURE_119)?.start,
-                    ));
-                }
-                for f in [func::GC_START, func::GC_MARK_DONE] {
-                    v.push(("go_gc_stop_go_start", stop_go_start_site(b, f)?));
-                }
                 if self.table.mark_term_end_in_gc_mark_termination {
-                    v.push(("go_mark_term_end", mark_term_end_site(b)?));
+                    v.push(("go_mark_term_end", mark_term_end_site(b)?, 0));
                 }
             }
             ProbeSet::Park => {
-                v.push(("go_gopark", b.function(func::GOPARK)?.start));
-                v.push(("go_ready", b.function(func::READY)?.start));
+                v.push(("go_gopark", b.function(func::GOPARK)?.start, 0));
+                v.push(("go_ready", b.function(func::READY)?.start, 0));
             }
             ProbeSet::Alloc => {
-                v.push(("go_alloc_sample", b.function(func::ALLOC_SAMPLE)?.start));
+                v.push(("go_alloc_sample", b.function(func::ALLOC_SAMPLE)?.start, 0));
             }
         }
         Ok(v)
@@ -337,11 +339,9 @@ impl RuntimeProbes {
         let mut ebpf = Ebpf::load(OBJECT).map_err(|e| ProbeError::Load(error_chain(&e)))?;
         for name in [
             "go_stw_stop",
-            "go_stw_other",
             "go_mark_term_end",
             "go_gc_stop_go_start",
             "go_stw_start_ret",
-            "go_gc_start",
             "go_gc_mark_termination",
             "go_gopark",
             "go_ready",
@@ -374,13 +374,13 @@ impl RuntimeProbes {
             set,
             links: Vec::with_capacity(points.len()),
         };
-        for (prog_name, addr) in points {
+        for (prog_name, addr, site_bits) in points {
             let offset = target.binary.file_offset(addr)?;
             let result = self.uprobe(prog_name).and_then(|prog| {
                 prog.attach(
                     UProbeAttachPoint {
                         location: UProbeAttachLocation::AbsoluteOffset(offset),
-                        cookie: Some(cookie),
+                        cookie: Some(cookie | site_bits),
                     },
                     &target.attach_path,
                     scope,

@@ -89,13 +89,48 @@ impl Watched {
 pub struct OverheadEstimate {
     /// Probe hits per second in the calibration interval.
     pub events_per_second: f64,
-    /// Cost of one uprobe hit on this machine, measured just before.
+    /// CPU per probe hit: seen in the process itself (`basis` "observed"), or one hit's
+    /// cost measured on lastmile just before ("hits x cost").
     pub probe_cost_us: f64,
     /// CPU cores the process used in the calibration interval.
     pub process_cpu_cores: f64,
     /// Expected slowdown of the process while probed (0.25 = 25 % longer wall time).
     pub expected_overhead: f64,
+    /// How the estimate was made (see [`estimate_from_cpu`]).
+    pub basis: &'static str,
+    /// The estimate from probe hits × one hit's cost measured on lastmile, whichever
+    /// basis was chosen (for comparison).
+    pub hits_x_cost_overhead: f64,
 }
+
+/// A process's CPU over an interval, as /proc/PID/stat accounts it.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CpuUse {
+    pub user_secs: f64,
+    pub system_secs: f64,
+    pub wall_secs: f64,
+}
+
+impl CpuUse {
+    /// The CPU `pid` used between `before` (its /proc split then) and now.
+    fn since(pid: u32, before: Option<(f64, f64)>, started: Instant) -> Option<CpuUse> {
+        let (u0, s0) = before?;
+        let (u1, s1) = proc_cpu_split(pid)?;
+        Some(CpuUse {
+            user_secs: (u1 - u0).max(0.0),
+            system_secs: (s1 - s0).max(0.0),
+            wall_secs: started.elapsed().as_secs_f64().max(1e-3),
+        })
+    }
+
+    fn total(&self) -> f64 {
+        self.user_secs + self.system_secs
+    }
+}
+
+/// Least user CPU (seconds) an interval needs for its user/system split to mean
+/// something: /proc samples the split at the clock tick (100 Hz).
+const MIN_OBSERVED_USER_SECS: f64 = 0.2;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct ReasonTotal {
@@ -384,7 +419,7 @@ impl Watcher {
                 g.cycles as f64,
             ));
             out.push(Series::new(
-                "go_ebpf_gc_start_calls_total",
+                "go_ebpf_gc_cycles_started_total",
                 &w.labels,
                 &[],
                 g.starts as f64,
@@ -517,9 +552,10 @@ impl Watcher {
         self.measure_probe_cost_of("go_gopark")
     }
 
-    /// Runs one park or allocation profile window on a watched process. `calibration` is
-    /// the first part of the window, after which the overhead estimate is reported through
-    /// `on_estimate` (before the rest of the window runs).
+    /// Runs one park or allocation profile window on a watched process. The process's CPU
+    /// is read for `calibration` before the probes go in and for the first `calibration`
+    /// of the window; the overhead estimate is then reported through `on_estimate`
+    /// (before the rest of the window runs).
     pub fn profile(
         &mut self,
         pid: u32,
@@ -559,13 +595,18 @@ impl Watcher {
             _ => self.probes.clear_alloc(Some(pid)),
         }
         let hits = |p: &RuntimeProbes| counters.iter().map(|c| p.counter(*c)).sum::<u64>();
+        let calibration = calibration.min(window);
+        // The process unprobed, for as long as the calibration lasts: what it spends per
+        // unit of work without these probes.
+        let (unprobed_from, unprobed_split) = (Instant::now(), proc_cpu_split(pid));
+        self.sleep_draining(calibration, pid);
+        let unprobed = CpuUse::since(pid, unprobed_split, unprobed_from);
         let start_unix_ms = unix_ms();
         let hits0 = hits(&self.probes);
         let per_counter0: Vec<u64> = costs.iter().map(|(c, _)| self.probes.counter(*c)).collect();
-        let cpu0 = proc_cpu_seconds(pid);
         let links = self.probes.attach(&target, set)?;
-        let t0 = Instant::now();
-        let calibration = calibration.min(window);
+        // Read after the attach, which takes a while: the process ran unprobed meanwhile.
+        let (t0, cpu0) = (Instant::now(), proc_cpu_split(pid));
         self.sleep_draining(calibration, pid);
         let hits_cal = hits(&self.probes) - hits0;
         let cal_secs = t0.elapsed().as_secs_f64().max(1e-3);
@@ -582,11 +623,14 @@ impl Watcher {
         } else {
             costs[0].1
         };
-        let cpu_cal = proc_cpu_seconds(pid)
-            .zip(cpu0)
-            .map(|(a, b)| (a - b).max(0.0))
-            .unwrap_or(0.0);
-        let estimate = estimate_overhead(hits_cal as f64 / cal_secs, cost, cpu_cal / cal_secs);
+        let probed = CpuUse::since(pid, cpu0, t0);
+        let rate = hits_cal as f64 / cal_secs;
+        let fallback =
+            estimate_overhead(rate, cost, probed.map_or(0.0, |p| p.total() / p.wall_secs));
+        let estimate = match (unprobed, probed) {
+            (Some(before), Some(probed)) => estimate_from_cpu(before, probed, rate, fallback),
+            _ => fallback,
+        };
         on_estimate(&estimate);
         self.sleep_draining(window.saturating_sub(t0.elapsed()), pid);
         let elapsed = t0.elapsed().as_secs_f64();
@@ -755,6 +799,42 @@ pub fn estimate_overhead(
         probe_cost_us: cost.as_secs_f64() * 1e6,
         process_cpu_cores: cpu_cores,
         expected_overhead: f / (1.0 - f),
+        basis: "hits x cost",
+        hits_x_cost_overhead: f / (1.0 - f),
+    }
+}
+
+/// Expected slowdown from what the probes did to the process itself. A probe hit is a
+/// trap into the kernel, charged to the process as system time, while its own work runs
+/// as user time; so the CPU the process spends per user-second, probed (`probed`) against
+/// just before (`before`), is what each unit of its work now costs. This sees what a hit
+/// costs *there* — its stack depth, its threads trapping at once, the caches it evicts —
+/// which one hit timed on lastmile misses (that figure undershot by 1.5–3× on busy Go
+/// services). Too little user CPU to split falls back to `fallback` (hits × cost).
+pub fn estimate_from_cpu(
+    before: CpuUse,
+    probed: CpuUse,
+    events_per_second: f64,
+    fallback: OverheadEstimate,
+) -> OverheadEstimate {
+    if before.user_secs < MIN_OBSERVED_USER_SECS || probed.user_secs < MIN_OBSERVED_USER_SECS {
+        return fallback;
+    }
+    let per_user_before = before.total() / before.user_secs;
+    let per_user_probed = probed.total() / probed.user_secs;
+    let probe_cores =
+        (probed.total() - probed.user_secs * per_user_before).max(0.0) / probed.wall_secs;
+    OverheadEstimate {
+        events_per_second,
+        probe_cost_us: if events_per_second > 0.0 {
+            probe_cores / events_per_second * 1e6
+        } else {
+            0.0
+        },
+        process_cpu_cores: probed.total() / probed.wall_secs,
+        expected_overhead: (per_user_probed / per_user_before - 1.0).max(0.0),
+        basis: "observed",
+        hits_x_cost_overhead: fallback.expected_overhead,
     }
 }
 
@@ -846,6 +926,11 @@ pub fn proc_start_time(pid: u32) -> Option<u64> {
 
 /// utime + stime of a process in seconds.
 pub fn proc_cpu_seconds(pid: u32) -> Option<f64> {
+    proc_cpu_split(pid).map(|(user, system)| user + system)
+}
+
+/// User and system CPU seconds of a process (utime, stime of /proc/PID/stat).
+pub fn proc_cpu_split(pid: u32) -> Option<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -853,7 +938,8 @@ pub fn proc_cpu_seconds(pid: u32) -> Option<f64> {
     let stime: f64 = fields.get(12)?.parse().ok()?;
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    Some((utime + stime) / if hz > 0 { hz as f64 } else { 100.0 })
+    let hz = if hz > 0 { hz as f64 } else { 100.0 };
+    Some((utime / hz, stime / hz))
 }
 
 /// Processes whose command name or executable file name equals `name`.
@@ -908,6 +994,27 @@ pub fn symbol_source_name(s: SymbolSource) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overhead_observed_in_the_process() {
+        let cpu = |user_secs, system_secs| CpuUse {
+            user_secs,
+            system_secs,
+            wall_secs: 2.0,
+        };
+        let fallback = estimate_overhead(1000.0, Duration::from_micros(10), 1.0);
+        // One core busy; probed, half of what was user time goes to traps: each unit of
+        // work now costs 1.0/0.45 CPU-seconds instead of 1.0/0.9 → +100 %.
+        let e = estimate_from_cpu(cpu(1.8, 0.2), cpu(0.9, 1.1), 50_000.0, fallback.clone());
+        assert_eq!(e.basis, "observed");
+        assert!((e.expected_overhead - 1.0).abs() < 1e-9, "{e:?}");
+        // Probe CPU: 2.0 - 0.9 × (2.0/1.8) = 1.0 s over 2 s → 0.5 cores / 50k hits/s = 10 µs.
+        assert!((e.probe_cost_us - 10.0).abs() < 1e-9, "{e:?}");
+        // An idle process has no split worth reading: hits × cost.
+        let idle = estimate_from_cpu(cpu(0.01, 0.0), cpu(0.01, 0.01), 10.0, fallback.clone());
+        assert_eq!(idle.basis, "hits x cost");
+        assert_eq!(idle.expected_overhead, fallback.expected_overhead);
+    }
 
     #[test]
     fn overhead_estimate() {

@@ -17,8 +17,6 @@ pub mod func {
     /// `goready` is inlined into callers from Go 1.21; `ready` is what it calls.
     pub const READY: &str = "runtime.ready";
     pub const ALLOC_SAMPLE: &str = "runtime.mProf_Malloc";
-    /// Go 1.19: the closure of `stopTheWorld`, the only non-GC caller of the STW.
-    pub const STOP_THE_WORLD_CLOSURE_119: &str = "runtime.stopTheWorld.func1";
     /// Go's monotonic clock (assembly, ABI0) and wall clock, to find `now := nanotime();
     /// time_now()` in gcMarkTermination and the clock reads that start a GC pause.
     pub const NANOTIME: &str = "runtime.nanotime1";

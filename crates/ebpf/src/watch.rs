@@ -39,7 +39,8 @@ pub struct WatchOptions {
     pub interval: Duration,
     /// Stop after this long (None: until `stop` is set or, for pids only, they all exit).
     pub duration: Option<Duration>,
-    /// Part of each profile window used to measure the event rate for the estimate.
+    /// How long the process's CPU is read unprobed before a profile window, and probed at
+    /// its start, for the overhead estimate (see `session::estimate_from_cpu`).
     pub calibration: Duration,
 }
 

@@ -53,11 +53,11 @@ fn gc_cycles_and_pauses_agree_with_gctrace() {
         proc.wait_stdout("waiting", Duration::from_secs(30));
         let pid = proc.pid();
         let bin = GoBinary::open(&fx.path).unwrap();
-        let before = entry_byte(pid, &bin, func::GC_START);
+        let before = entry_byte(pid, &bin, func::STOP_THE_WORLD);
         assert_ne!(before, 0xcc);
         watcher.watch_pid(pid, &[]).expect("attach");
         assert_eq!(
-            entry_byte(pid, &bin, func::GC_START),
+            entry_byte(pid, &bin, func::STOP_THE_WORLD),
             0xcc,
             "uprobe in place"
         );
@@ -173,7 +173,7 @@ fn park_profile(watcher: &mut Watcher, go: &str, mode: &str) -> lastmile_ebpf::s
     );
     watcher.unwatch(pid).unwrap();
     assert_ne!(
-        entry_byte(pid, &bin, func::GC_START),
+        entry_byte(pid, &bin, func::STOP_THE_WORLD),
         0xcc,
         "always-on probes gone"
     );

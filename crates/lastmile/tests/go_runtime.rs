@@ -266,7 +266,7 @@ fn attach_by_binary_detaches_on_sigterm() {
         },
     );
     assert_eq!(
-        entry_byte(pid, &bin, "runtime.gcStart"),
+        entry_byte(pid, &bin, "runtime.stopTheWorldWithSema"),
         0xcc,
         "probe in place"
     );
@@ -280,7 +280,7 @@ fn attach_by_binary_detaches_on_sigterm() {
     assert!(exit.success(), "{text}");
     assert!(text.contains("detached"), "{text}");
     assert_ne!(
-        entry_byte(pid, &bin, "runtime.gcStart"),
+        entry_byte(pid, &bin, "runtime.stopTheWorldWithSema"),
         0xcc,
         "probe removed"
     );
