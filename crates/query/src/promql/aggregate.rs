@@ -1,7 +1,7 @@
 //! Aggregation operators with `by`/`without`, following Prometheus 2.x's arithmetic
 //! (incremental mean, Welford variance, NaN handling in min/max/topk).
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::sync::Arc;
 
 use lastmile_model::{Labels, format_value};

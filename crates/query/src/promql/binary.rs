@@ -1,7 +1,7 @@
 //! Binary operators: arithmetic, comparison (filtering or `bool`), and set operators, with
 //! Prometheus's vector matching (`on`, `ignoring`, `group_left`, `group_right`).
 
-use std::collections::{HashMap, HashSet};
+use hashbrown::{HashMap, HashSet};
 use std::sync::Arc;
 
 use lastmile_model::Labels;

@@ -6,7 +6,7 @@
 //! query never re-reads chunks.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -146,7 +146,7 @@ pub(super) struct Evaluator<'a> {
     deferred: HashMap<usize, DeferredSet>,
     windows: HashMap<usize, (i64, i64)>,
     /// Selectors used as instant selectors (not inside a range selector).
-    instant: std::collections::HashSet<usize>,
+    instant: hashbrown::HashSet<usize>,
     deadline: Instant,
     pub(super) budget: SampleBudget,
 }
@@ -184,7 +184,7 @@ impl<'a> Evaluator<'a> {
             data: HashMap::new(),
             deferred: HashMap::new(),
             windows: HashMap::new(),
-            instant: std::collections::HashSet::new(),
+            instant: hashbrown::HashSet::new(),
             deadline: Instant::now() + opts.timeout,
             budget: SampleBudget {
                 used: AtomicUsize::new(0),
@@ -668,8 +668,7 @@ pub(super) fn check_unique(v: &[Sample]) -> Result<(), PromqlError> {
     if v.len() < 2 {
         return Ok(());
     }
-    let mut seen: std::collections::HashSet<&Labels> =
-        std::collections::HashSet::with_capacity(v.len());
+    let mut seen: hashbrown::HashSet<&Labels> = hashbrown::HashSet::with_capacity(v.len());
     for s in v {
         if !seen.insert(&s.metric) {
             return Err(PromqlError::Execution(

@@ -686,7 +686,7 @@ pub(super) fn quantile(q: f64, mut values: Vec<f64>) -> f64 {
 
 fn histogram_quantile(q: f64, v: Vec<Sample>, ts: i64) -> Vec<Sample> {
     let mut groups: Vec<(Labels, Vec<(f64, f64)>)> = Vec::new();
-    let mut index: std::collections::HashMap<Labels, usize> = std::collections::HashMap::new();
+    let mut index: hashbrown::HashMap<Labels, usize> = hashbrown::HashMap::new();
     for s in &v {
         let Some(le) = s.metric.get("le").and_then(parse_le) else {
             continue;

@@ -10,7 +10,7 @@ mod steps;
 pub mod value;
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
