@@ -5,8 +5,8 @@
 //! selector's series once, decoded. Steps then only binary-search those points, so a range
 //! query never re-reads chunks.
 
-use std::borrow::Cow;
 use hashbrown::HashMap;
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

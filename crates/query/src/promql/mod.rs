@@ -9,8 +9,8 @@ mod labels_ops;
 mod steps;
 pub mod value;
 
-use std::borrow::Cow;
 use hashbrown::HashMap;
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
