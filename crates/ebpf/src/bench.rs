@@ -279,9 +279,9 @@ enum Mode {
 
 const MODES: [Mode; 3] = [Mode::Baseline, Mode::AlwaysOn, Mode::Park];
 
-/// CPUs for the measured process and for everything else (this program, wrk), when the
-/// machine has two or more: the probed process then runs alone on its core, so what the
-/// probes take from it is not hidden in what the load generator takes.
+/// CPUs for the measured twins and for everything else (this program, wrk), when the
+/// machine has two or more: the twins then share a core of their own, so what the load
+/// generator takes does not land on one of them more than on the other.
 #[derive(Clone, Copy)]
 struct Placement {
     target_cpu: Option<usize>,
