@@ -314,6 +314,7 @@ impl Rules {
         };
         // One reload at a time; requests never take this lock.
         let mut st = self.reload.lock();
+        let _ahead = AheadOfPushes::raise();
         let started = Instant::now();
         let fail = |st: &mut ReloadState, e: LoadError| {
             self.counters.failures.fetch_add(1, Ordering::Relaxed);
@@ -747,4 +748,39 @@ pub struct CardinalityExplorer {
     pub overflow: Vec<OverflowStatus>,
     pub max_series: usize,
     pub tracked_series: usize,
+}
+
+/// Runs this thread ahead of the push handlers while a reload is under way: a reload is a
+/// few tens of ms of CPU that otherwise queue behind every busy push worker (on two
+/// loaded cores a 22 ms reload took 42–55 ms). Lowers the thread's nice value by 5 and
+/// puts it back when dropped; without the privilege to do so (CAP_SYS_NICE) it changes
+/// nothing.
+struct AheadOfPushes {
+    tid: libc::id_t,
+    previous: libc::c_int,
+}
+
+impl AheadOfPushes {
+    fn raise() -> Option<AheadOfPushes> {
+        // SAFETY: gettid has no preconditions; get/setpriority take plain integers.
+        unsafe {
+            let tid = libc::gettid() as libc::id_t;
+            *libc::__errno_location() = 0;
+            let previous = libc::getpriority(libc::PRIO_PROCESS, tid);
+            if previous == -1 && *libc::__errno_location() != 0 {
+                return None;
+            }
+            (libc::setpriority(libc::PRIO_PROCESS, tid, previous - 5) == 0)
+                .then_some(AheadOfPushes { tid, previous })
+        }
+    }
+}
+
+impl Drop for AheadOfPushes {
+    fn drop(&mut self) {
+        // SAFETY: as above; the thread is this one, still running.
+        unsafe {
+            libc::setpriority(libc::PRIO_PROCESS, self.tid, self.previous);
+        }
+    }
 }
