@@ -483,9 +483,9 @@ impl LogStore {
                 });
             }
         }
-        cands.extend(snap.head_cands(|_, e| {
+        snap.head_cands_into(&mut cands, |_, e| {
             e.trace_id == Some(trace) && e.timestamp_ns >= start_ns && e.timestamp_ns < end_ns
-        }));
+        });
         cands.sort_unstable_by_key(|c| (c.ts, c.stream, c.src));
         cands.truncate(limit);
         let streams = inner.streams.read();
@@ -646,12 +646,12 @@ impl LogStore {
                     }
                 }
             }
-            cands.extend(snap.head_cands(|sid, e| {
+            snap.head_cands_into(&mut cands, |sid, e| {
                 e.timestamp_ns >= lo
                     && e.timestamp_ns < hi
                     && sel.wants_stream(sid)
                     && required.matches(&e.line)
-            }));
+            });
             match direction {
                 Direction::Forward => cands.sort_unstable_by_key(|c| (c.ts, c.stream, c.src)),
                 Direction::Backward => cands
@@ -703,23 +703,19 @@ struct Snapshot {
 }
 
 impl Snapshot {
-    /// The head's lines that `keep` accepts, as read candidates.
-    fn head_cands<'s>(
-        &'s self,
-        mut keep: impl FnMut(StreamId, &LogEntry) -> bool + 's,
-    ) -> impl Iterator<Item = Cand> + 's {
-        self.head.iter().enumerate().flat_map(move |(bi, b)| {
-            b.lines
-                .iter()
-                .enumerate()
-                .filter(|(_, (sid, e))| keep(*sid, e))
-                .map(move |(li, (sid, e))| Cand {
-                    ts: e.timestamp_ns,
-                    stream: *sid,
-                    src: Src::Head(bi as u32, li as u32),
-                })
-                .collect::<Vec<_>>()
-        })
+    /// Adds the head's lines that `keep` accepts to `out`, as read candidates.
+    fn head_cands_into(&self, out: &mut Vec<Cand>, keep: impl Fn(StreamId, &LogEntry) -> bool) {
+        for (bi, b) in self.head.iter().enumerate() {
+            for (li, (sid, e)) in b.lines.iter().enumerate() {
+                if keep(*sid, e) {
+                    out.push(Cand {
+                        ts: e.timestamp_ns,
+                        stream: *sid,
+                        src: Src::Head(bi as u32, li as u32),
+                    });
+                }
+            }
+        }
     }
 }
 
