@@ -252,8 +252,9 @@ fn unix_ns() -> i64 {
 
 /// Loop rate between two wall-clock instants, from the progress lines.
 fn rate_between(points: &[(f64, i64)], from: i64, to: i64) -> f64 {
-    let inside: Vec<&(f64, i64)> = points.iter().filter(|p| p.1 >= from && p.1 <= to).collect();
-    match (inside.first(), inside.last()) {
+    let mut inside = points.iter().filter(|p| p.1 >= from && p.1 <= to);
+    let first = inside.next();
+    match (first, inside.next_back().or(first)) {
         (Some(a), Some(b)) if b.1 > a.1 => (b.0 - a.0) / ((b.1 - a.1) as f64 / 1e9),
         _ => 0.0,
     }
@@ -413,10 +414,7 @@ impl Target {
             Target::Workload(_) => Ok(None),
             Target::Http {
                 addr, connections, ..
-            } => Command::new("wrk")
-                .args(["-t", "1", "-c", &connections.to_string()])
-                .args(["-d", &format!("{secs}s")])
-                .arg(format!("http://{addr}/"))
+            } => wrk_command(addr, *connections, secs)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -499,18 +497,26 @@ impl Twins {
     }
 }
 
+/// One wrk thread with `connections` connections on `addr` for `secs` seconds.
+fn wrk_command(addr: &str, connections: u32, secs: u64) -> Command {
+    let mut cmd = Command::new("wrk");
+    cmd.args(["-t", "1", "-c", &connections.to_string()])
+        .args(["-d", &format!("{secs}s")])
+        .arg(format!("http://{addr}/"));
+    cmd
+}
+
+/// Stops unmeasured wrk runs (killed: their figures are not wanted).
+fn stop_loads(loads: &mut Vec<Child>) {
+    for mut wrk in loads.drain(..) {
+        let _ = wrk.kill();
+        let _ = wrk.wait();
+    }
+}
+
 /// Requests/s and total requests of a wrk run.
 fn wrk_rps(addr: &str, connections: u32, secs: u64) -> anyhow::Result<(f64, f64)> {
-    let out = Command::new("wrk")
-        .args([
-            "-t",
-            "1",
-            "-c",
-            &connections.to_string(),
-            "-d",
-            &format!("{secs}s"),
-        ])
-        .arg(format!("http://{addr}/"))
+    let out = wrk_command(addr, connections, secs)
         .output()
         .context("cannot run wrk (Debian: apt-get install wrk)")?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -569,17 +575,12 @@ fn measure_mode(
             calibration,
             &mut |e| {
                 estimate = Some(e.clone());
-                for wrk in &mut cal_load {
-                    let _ = wrk.kill();
-                    let _ = wrk.wait();
-                }
+                stop_loads(&mut cal_load);
                 started = Some((target.begin(secs), control.begin(secs)));
             },
         );
-        for wrk in &mut cal_load {
-            let _ = wrk.kill();
-            let _ = wrk.wait();
-        }
+        // Already stopped unless the profile failed before its estimate.
+        stop_loads(&mut cal_load);
         hits = prof?.measured_events_per_second;
         started.context("the profile stated no estimate")?
     } else {
