@@ -15,6 +15,8 @@ cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${HOME:-/root}/.cache/lastmile-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
+# Incremental state is large and buys little here: CI builds each commit once.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 SUITE_START=$(date +%s)
 STEP_START=$SUITE_START
@@ -29,6 +31,10 @@ took() {
 section "install test dependencies"
 "$ROOT/scripts/install-test-deps.sh"
 took "dependencies"
+
+section "build cache"
+"$ROOT/scripts/prune-build-cache.sh"
+took "build cache"
 
 section "toolchain"
 cargo --version
