@@ -2,13 +2,17 @@
 //
 // Uprobes on the Go runtime (amd64 register ABI, Go 1.19-1.23), loaded by lastmile-ebpf.
 //
-// Only entry probes: uretprobes move the return address, which Go's stack copying cannot
-// follow, so a function is "timed" by a probe on each of its RET instructions instead.
-// Every probe gets its per-attachment settings from the BPF cookie, so one loaded object
-// serves processes built with different Go versions at once.
+// No return probes: uretprobes move the return address, which Go's stack copying cannot
+// follow. Every probe sits, where the code allows, on an instruction the kernel emulates
+// (a prologue's PUSH or JBE, a CALL, a Jcc) rather than single-steps: ~1.3 µs a hit on a
+// VM instead of ~10 µs (src/sites.rs). A pause is timed with Go's own clock reads, taken
+// from the stack slot the loader found them in a few instructions later. Every probe gets
+// its per-attachment settings from the BPF cookie, so one loaded object serves processes
+// built with different Go versions at once.
 //
-// Always on (a few hits per GC cycle): the clock reads that start a GC pause (gcStart,
-// gcMarkDone), stop/start the world, mark termination.
+// Always on (6 hits per GC cycle): the clock reads that start a GC pause (gcStart,
+// gcMarkDone), stop the world, the clock reads that end a pause (startTheWorldWithSema,
+// gcMarkTermination's work.tEnd).
 // On demand (bounded windows): gopark/ready (park profile), mProf_Malloc (allocations
 // Go's own sampler picked: MemProfileRate, 512 KiB by default).
 #include <linux/bpf.h>
@@ -19,6 +23,7 @@
 #define COOKIE_STW_REASON_IN_RAX 0x1 /* Go >= 1.21: stopTheWorldWithSema(reason stwReason) */
 #define COOKIE_ALLOC_SIZE_IN_RCX 0x2 /* Go >= 1.23: mProf_Malloc(mp, p, size); else (p, size) */
 #define COOKIE_SWEEP_TERM_SITE 0x4   /* this clock read is gcStart's (sweep termination) */
+#define COOKIE_STACK_OFFSET(c) (((c) >> 16) & 0xffff) /* where a clock probe finds Go's value */
 
 /* STW kinds: Go's stwReason numbering (1.21+); Go 1.19's pauses are classified by the
  * clock read that precedes a GC's (none: not a GC pause). */
@@ -45,11 +50,10 @@ struct stw_open {
     __u64 start_ns;
     __u32 kind;
     __u32 _pad;
-    __u64 go_end_ns;   /* Go 1.19/1.21 mark termination: work.tEnd, read inside gcMarkTermination */
 };
 
 struct gc_stats {
-    __u64 cycles;       /* gcMarkTermination entries: completed cycles, as gctrace counts */
+    __u64 cycles;       /* gcMarkTermination's work.tEnd reads: completed cycles, as gctrace counts */
     __u64 starts;       /* cycles started: gcStart reading the clock to stop the world */
 };
 
@@ -67,9 +71,8 @@ struct event {
     __u32 tgid;
     __u32 stw_kind;
     __u32 _pad;
-    __u64 start_ns;    /* STW: Go's nanotime before a GC stop, else stopTheWorldWithSema entry */
-    __u64 end_ns;      /* STW: probe at a RET of startTheWorldWithSema */
-    __u64 go_end_ns;   /* STW: the pause's end as Go counts it (RAX at that RET) */
+    __u64 start_ns;    /* STW: Go's clock read before a GC stop, else stopTheWorldWithSema entry */
+    __u64 end_ns;      /* STW: Go's clock read that ends the pause */
 };
 
 struct park_key {
@@ -110,7 +113,7 @@ struct alloc_stats {
 
 /* Per-CPU hit counters, indexed by enum counter: probe hits and failures. */
 enum counter {
-    C_STW_STOP, C_STW_START_RET, C_GC_CLOCK_READ, C_GC_MARK_TERM, C_GOPARK, C_READY, C_ALLOC,
+    C_STW_STOP, C_STW_END, C_GC_CLOCK_READ, C_GC_MARK_TERM, C_GOPARK, C_READY, C_ALLOC,
     C_EVENTS_DROPPED, C_STACK_ERRORS, C_MAP_FULL, C_COUNTERS
 };
 
@@ -191,6 +194,17 @@ static __always_inline void count(__u32 c)
         (*v)++;
 }
 
+/* The value of Go's clock read that a clock probe follows: in the stack, where the
+ * cookie says; 0 when unreadable. */
+static __always_inline __u64 go_clock_value(struct pt_regs *ctx)
+{
+    __u64 v = 0;
+    __u64 off = COOKIE_STACK_OFFSET(bpf_get_attach_cookie(ctx));
+    if (bpf_probe_read_user(&v, sizeof(v), (void *)(ctx->rsp + off)))
+        return 0;
+    return v;
+}
+
 static __always_inline __u32 tgid_now(void)
 {
     return bpf_get_current_pid_tgid() >> 32;
@@ -225,9 +239,9 @@ int go_stw_stop(struct pt_regs *ctx)
     count(C_STW_STOP);
     __u64 now = bpf_ktime_get_ns();
     __u64 pid_tid = bpf_get_current_pid_tgid();
-    /* A GC pause starts where Go starts counting it: the nanotime() read just before
-     * (gctrace and go_gc_duration_seconds count from there). Timing from this probe
-     * instead loses whatever passed in between, e.g. the thread being descheduled. */
+    /* A GC pause starts where Go starts counting it: the clock read just before (gctrace
+     * and go_gc_duration_seconds count from there). Timing from this probe instead loses
+     * whatever passed in between, e.g. the thread being descheduled. */
     __u64 start = now;
     __u32 kind = STW_UNKNOWN;
     struct gc_stop_pending *pending = bpf_map_lookup_elem(&gc_stop_go_start, &pid_tid);
@@ -248,42 +262,20 @@ int go_stw_stop(struct pt_regs *ctx)
     return 0;
 }
 
-/* Go 1.19/1.21: right after gcMarkTermination's `now := nanotime()` that becomes
- * work.tEnd (an ABI0 call: the result is at 0(SP)). Go ends its account of the mark
- * termination pause there, before the world restarts; so does lastmile. */
-SEC("uprobe")
-int go_mark_term_end(struct pt_regs *ctx)
+/* Ends this process's open pause at Go's clock value `go_end` (the probe's time `now` if
+ * that is implausible): histogram, and an event for the validator. Nothing open: attached
+ * while the world was stopped, or already ended (Go 1.19/1.21 read the clock again in
+ * startTheWorldWithSema after gcMarkTermination's work.tEnd). */
+static __always_inline void end_stw(__u32 tgid, __u64 go_end, __u64 now)
 {
-    __u32 tgid = tgid_now();
     struct stw_open *open = bpf_map_lookup_elem(&stw_inflight, &tgid);
     if (!open)
-        return 0;
-    __u64 now = 0;
-    bpf_probe_read_user(&now, sizeof(now), (void *)ctx->rsp);
-    open->go_end_ns = now;
-    return 0;
-}
-
-
-/* A RET of runtime.startTheWorldWithSema: the world runs again; RAX = Go's nanotime. */
-SEC("uprobe")
-int go_stw_start_ret(struct pt_regs *ctx)
-{
-    __u32 tgid = tgid_now();
-    __u64 now = bpf_ktime_get_ns();
-    count(C_STW_START_RET);
-    struct stw_open *open = bpf_map_lookup_elem(&stw_inflight, &tgid);
-    if (!open)
-        return 0; /* attached while the world was stopped */
+        return;
     __u64 start = open->start_ns;
     __u32 kind = open->kind;
     bpf_map_delete_elem(&stw_inflight, &tgid);
-    /* The pause ends at the nanotime() startTheWorldWithSema returns (CLOCK_MONOTONIC,
-     * as bpf_ktime_get_ns): Go's own definition, the one gctrace and
-     * go_gc_duration_seconds use. Waking the other Ps after it is not part of the pause. */
-    __u64 go_now = open->go_end_ns ? open->go_end_ns : ctx->rax;
-    __u64 end = (go_now > start && go_now <= now) ? go_now : now;
-    __u64 d = end - start;
+    __u64 end = (go_end > start && go_end <= now) ? go_end : now;
+    __u64 d = end > start ? end - start : 0;
 
     struct stw_key key = { .tgid = tgid, .kind = kind };
     struct stw_stats *st = bpf_map_lookup_elem(&stw_hist, &key);
@@ -293,7 +285,7 @@ int go_stw_start_ret(struct pt_regs *ctx)
         st = bpf_map_lookup_elem(&stw_hist, &key);
         if (!st) {
             count(C_MAP_FULL);
-            return 0;
+            return;
         }
     }
     /* One STW at a time per process, but keep the updates atomic anyway. */
@@ -308,16 +300,25 @@ int go_stw_start_ret(struct pt_regs *ctx)
     struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
     if (!e) {
         count(C_EVENTS_DROPPED);
-        return 0;
+        return;
     }
     e->kind = EV_STW;
     e->tgid = tgid;
     e->stw_kind = kind;
     e->_pad = 0;
     e->start_ns = start;
-    e->end_ns = now;
-    e->go_end_ns = end;
+    e->end_ns = start + d;
     bpf_ringbuf_submit(e, 0);
+}
+
+/* Just after startTheWorldWithSema's `nanotime()`: the time it returns ends the pause as
+ * Go counts it. */
+SEC("uprobe")
+int go_stw_end(struct pt_regs *ctx)
+{
+    __u64 now = bpf_ktime_get_ns();
+    count(C_STW_END);
+    end_stw(tgid_now(), go_clock_value(ctx), now);
     return 0;
 }
 
@@ -331,15 +332,14 @@ static __always_inline struct gc_stats *gc_stats_of(__u32 tgid)
     return bpf_map_lookup_elem(&gc_counts, &tgid);
 }
 
-/* gcStart / gcMarkDone: right after the `now := nanotime()` (ABI0 call: the result is at
- * 0(SP)) whose value starts Go's account of the pause that follows. gcStart's also counts
- * a started cycle (this is the one probe gcStart needs: a call that finds a cycle running
- * returns before it). */
+/* gcStart / gcMarkDone, just after the `nanotime()` whose value starts Go's account of
+ * the pause that follows: kept per thread until that thread stops the world. gcStart's
+ * also counts a started cycle (a gcStart that finds a cycle running returns before it). */
 SEC("uprobe")
-int go_gc_stop_go_start(struct pt_regs *ctx)
+int go_gc_stop_clock(struct pt_regs *ctx)
 {
     __u64 pid_tid = bpf_get_current_pid_tgid();
-    struct gc_stop_pending pending = { .kind = STW_GC_MARK_TERM };
+    struct gc_stop_pending pending = { .go_start_ns = go_clock_value(ctx), .kind = STW_GC_MARK_TERM };
     count(C_GC_CLOCK_READ);
     if (bpf_get_attach_cookie(ctx) & COOKIE_SWEEP_TERM_SITE) {
         pending.kind = STW_GC_SWEEP_TERM;
@@ -347,18 +347,20 @@ int go_gc_stop_go_start(struct pt_regs *ctx)
         if (g)
             __sync_fetch_and_add(&g->starts, 1);
     }
-    if (bpf_probe_read_user(&pending.go_start_ns, sizeof(pending.go_start_ns), (void *)ctx->rsp))
-        pending.go_start_ns = 0;
     bpf_map_update_elem(&gc_stop_go_start, &pid_tid, &pending, BPF_ANY);
     return 0;
 }
 
-/* runtime.gcMarkTermination entry: once per completed cycle (gctrace prints there). */
+/* Just after gcMarkTermination's `now := nanotime()` that becomes work.tEnd: once per
+ * completed cycle (gctrace prints later in the same call), and the end of the mark
+ * termination pause as Go counts it, in every supported version. */
 SEC("uprobe")
-int go_gc_mark_termination(struct pt_regs *ctx)
+int go_gc_mark_term_end(struct pt_regs *ctx)
 {
     __u32 tgid = tgid_now();
+    __u64 now = bpf_ktime_get_ns();
     count(C_GC_MARK_TERM);
+    end_stw(tgid, go_clock_value(ctx), now);
     struct gc_stats *g = gc_stats_of(tgid);
     if (g)
         __sync_fetch_and_add(&g->cycles, 1);
@@ -371,9 +373,8 @@ int go_gc_mark_termination(struct pt_regs *ctx)
     e->tgid = tgid;
     e->stw_kind = 0;
     e->_pad = 0;
-    e->start_ns = bpf_ktime_get_ns();
+    e->start_ns = now;
     e->end_ns = 0;
-    e->go_end_ns = 0;
     bpf_ringbuf_submit(e, 0);
     return 0;
 }

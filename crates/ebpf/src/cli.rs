@@ -23,7 +23,7 @@ attaches eBPF uprobes by file offset to the Go runtime's GC and stop-the-world f
   go_ebpf_stw_pause_max_seconds, go_ebpf_probe_hits_total\n\
 with the process's labels (job, instance, pid, go_version, and --label).\n\n\
 --park-profile D probes gopark/ready for a window of D: every goroutine block and wake-up \
-hits a probe (~10 µs each here), so a busy process slows down. The process's CPU is read \
+hits a probe (~1.5–3 µs each here), so a busy process slows down. The process's CPU is read \
 for a second without these probes and a second with them, then the expected overhead is \
 printed (its CPU per user-CPU-second, probed against unprobed: a probe hit is system time), \
 and at the end \

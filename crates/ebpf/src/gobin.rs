@@ -288,7 +288,8 @@ impl GoBinary {
             .map(|s| offset - s.file_offset + s.vaddr)
     }
 
-    fn code(&self, f: &Function) -> Result<&[u8], BinaryError> {
+    /// The machine code of a function.
+    pub fn code(&self, f: &Function) -> Result<&[u8], BinaryError> {
         let off = self.file_offset(f.start)? as usize;
         let len = (f.end - f.start) as usize;
         self.data
@@ -299,7 +300,7 @@ impl GoBinary {
             })
     }
 
-    /// Direct calls in a function: (address after the CALL, name of the callee).
+    /// Direct calls in a function: (address of the CALL, name of the callee).
     pub fn calls(&self, name: &str) -> Result<Vec<(u64, String)>, BinaryError> {
         use iced_x86::{Decoder, DecoderOptions, Mnemonic};
         let f = self.function(name)?;
@@ -318,13 +319,14 @@ impl GoBinary {
                 .function_at(target)
                 .map(|c| c.name.clone())
                 .unwrap_or_default();
-            out.push((ins.next_ip(), callee));
+            out.push((ins.ip(), callee));
         }
         Ok(out)
     }
 
-    /// Addresses of every RET instruction in a function: entry probes there stand in for
-    /// a return probe.
+    /// Addresses of every RET instruction in a function: where an entry probe stands in
+    /// for a return probe (lastmile's own probes time pauses at Go's clock reads instead,
+    /// which the kernel can probe without single-stepping).
     pub fn ret_sites(&self, name: &str) -> Result<Vec<u64>, BinaryError> {
         use iced_x86::{Decoder, DecoderOptions, Mnemonic};
         let f = self.function(name)?;

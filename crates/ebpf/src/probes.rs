@@ -15,6 +15,7 @@ use aya::programs::UProbe;
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope};
 
 use crate::gobin::{BinaryError, GoBinary};
+use crate::sites;
 use crate::tables::{RuntimeTable, func};
 
 /// The compiled object, or an empty slice when the build machine had no clang/libbpf.
@@ -26,6 +27,8 @@ const MISSING_AT_BUILD: &str = env!("LASTMILE_BPF_MISSING");
 const COOKIE_STW_REASON_IN_RAX: u64 = 0x1;
 const COOKIE_ALLOC_SIZE_IN_RCX: u64 = 0x2;
 const COOKIE_SWEEP_TERM_SITE: u64 = 0x4;
+/// Bits 16–31: RSP offset of the value a clock-read probe takes from the stack.
+const COOKIE_STACK_OFFSET_SHIFT: u32 = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
@@ -95,7 +98,6 @@ pub struct RawEvent {
     pub _pad: u32,
     pub start_ns: u64,
     pub end_ns: u64,
-    pub go_end_ns: u64,
 }
 
 pub const EV_STW: u32 = 1;
@@ -148,7 +150,7 @@ unsafe impl aya::Pod for AllocStats {}
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {
     StwStop = 0,
-    StwStartRet,
+    StwEnd,
     GcClockRead,
     GcMarkTermination,
     Gopark,
@@ -162,7 +164,7 @@ pub enum Counter {
 impl Counter {
     pub const ALL: [Counter; 10] = [
         Counter::StwStop,
-        Counter::StwStartRet,
+        Counter::StwEnd,
         Counter::GcClockRead,
         Counter::GcMarkTermination,
         Counter::Gopark,
@@ -176,7 +178,7 @@ impl Counter {
     pub fn name(self) -> &'static str {
         match self {
             Counter::StwStop => "stop_the_world",
-            Counter::StwStartRet => "start_the_world_ret",
+            Counter::StwEnd => "stop_the_world_end",
             Counter::GcClockRead => "gc_clock_read",
             Counter::GcMarkTermination => "gc_mark_termination",
             Counter::Gopark => "gopark",
@@ -222,52 +224,69 @@ impl Target {
         }
         c
     }
-
-    /// (program, address, extra cookie bits) of a probe set.
-    fn points(&self, set: ProbeSet) -> Result<Vec<(&'static str, u64, u64)>, BinaryError> {
-        let b = &self.binary;
-        let mut v = Vec::new();
-        match set {
-            ProbeSet::AlwaysOn => {
-                v.push((
-                    "go_gc_stop_go_start",
-                    stop_go_start_site(b, func::GC_START)?,
-                    COOKIE_SWEEP_TERM_SITE,
-                ));
-                v.push((
-                    "go_gc_stop_go_start",
-                    stop_go_start_site(b, func::GC_MARK_DONE)?,
-                    0,
-                ));
-                v.push(("go_stw_stop", b.function(func::STOP_THE_WORLD)?.start, 0));
-                for ret in b.ret_sites(func::START_THE_WORLD)? {
-                    v.push(("go_stw_start_ret", ret, 0));
-                }
-                v.push((
-                    "go_gc_mark_termination",
-                    b.function(func::GC_MARK_TERMINATION)?.start,
-                    0,
-                ));
-                if self.table.mark_term_end_in_gc_mark_termination {
-                    v.push(("go_mark_term_end", mark_term_end_site(b)?, 0));
-                }
-            }
-            ProbeSet::Park => {
-                v.push(("go_gopark", b.function(func::GOPARK)?.start, 0));
-                v.push(("go_ready", b.function(func::READY)?.start, 0));
-            }
-            ProbeSet::Alloc => {
-                v.push(("go_alloc_sample", b.function(func::ALLOC_SAMPLE)?.start, 0));
-            }
-        }
-        Ok(v)
-    }
 }
 
-/// In gcMarkTermination, the instruction after the `nanotime()` call whose result becomes
-/// work.tEnd: the one directly followed by the `time_now()` call (`now := nanotime();
-/// sec, nsec, _ := time_now()`).
-fn mark_term_end_site(b: &GoBinary) -> Result<u64, BinaryError> {
+/// One uprobe of a probe set: the BPF program, the instruction's address, and the cookie
+/// bits this site needs (besides the Go version's, see `Target::cookie`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbePoint {
+    pub program: &'static str,
+    pub addr: u64,
+    pub site_bits: u64,
+}
+
+/// Where a probe set's uprobes go in a binary.
+pub fn probe_points(b: &GoBinary, set: ProbeSet) -> Result<Vec<ProbePoint>, BinaryError> {
+    let point = |program, addr, site_bits| ProbePoint {
+        program,
+        addr,
+        site_bits,
+    };
+    let clock = |program, call, extra_bits| -> Result<ProbePoint, BinaryError> {
+        let site = sites::stack_result(b, call)?;
+        let offset_bits = u64::from(site.rsp_offset) << COOKIE_STACK_OFFSET_SHIFT;
+        Ok(point(program, site.at, offset_bits | extra_bits))
+    };
+    Ok(match set {
+        ProbeSet::AlwaysOn => vec![
+            clock(
+                "go_gc_stop_clock",
+                first_clock_read(b, func::GC_START)?,
+                COOKIE_SWEEP_TERM_SITE,
+            )?,
+            clock(
+                "go_gc_stop_clock",
+                first_clock_read(b, func::GC_MARK_DONE)?,
+                0,
+            )?,
+            point("go_stw_stop", sites::entry(b, func::STOP_THE_WORLD)?, 0),
+            clock("go_stw_end", first_clock_read(b, func::START_THE_WORLD)?, 0)?,
+            clock("go_gc_mark_term_end", mark_term_end_call(b)?, 0)?,
+        ],
+        ProbeSet::Park => vec![
+            point("go_gopark", sites::entry(b, func::GOPARK)?, 0),
+            point("go_ready", sites::entry(b, func::READY)?, 0),
+        ],
+        ProbeSet::Alloc => vec![point(
+            "go_alloc_sample",
+            sites::entry(b, func::ALLOC_SAMPLE)?,
+            0,
+        )],
+    })
+}
+
+// Clock-read probes take Go's own value from the stack a few instructions after the
+// `nanotime1` CALL (ABI0: the result is on the stack), where `sites::stack_result` finds
+// a cheap site. Pauses are so timed with Go's clock, as gctrace and
+// `go_gc_duration_seconds` are: a probe's own clock would also count the time between it
+// and Go's read, in which a busy machine may deschedule the thread.
+
+/// In gcMarkTermination, the `nanotime()` call whose result becomes work.tEnd, where Go
+/// ends its account of the mark termination pause (1.22+ pass it on to
+/// startTheWorldWithSema, which returns it): the one directly followed by the
+/// `time_now()` call (`now := nanotime(); sec, nsec, _ := time_now()`). Reached once per
+/// completed cycle.
+fn mark_term_end_call(b: &GoBinary) -> Result<u64, BinaryError> {
     let calls = b.calls(func::GC_MARK_TERMINATION)?;
     calls
         .windows(2)
@@ -284,10 +303,12 @@ fn mark_term_end_site(b: &GoBinary) -> Result<u64, BinaryError> {
         })
 }
 
-/// In gcStart / gcMarkDone, the instruction after the first `nanotime()` call: its result
-/// becomes work.tSweepTerm / work.tMarkTerm, where Go starts counting the pause (checked
-/// for Go 1.19–1.23 with `go tool objdump`; no earlier call in either reads the clock).
-fn stop_go_start_site(b: &GoBinary, function: &str) -> Result<u64, BinaryError> {
+/// The first `nanotime()` call of a function. gcStart / gcMarkDone: its result becomes
+/// work.tSweepTerm / work.tMarkTerm, where Go starts counting the pause that follows.
+/// startTheWorldWithSema: the time it returns, where Go ends a pause (1.22+ skip the call
+/// when the caller passes its own time, as gcMarkTermination does). Checked for Go
+/// 1.19–1.23 with `go tool objdump`: no earlier call in these functions reads the clock.
+fn first_clock_read(b: &GoBinary, function: &str) -> Result<u64, BinaryError> {
     b.calls(function)?
         .iter()
         .find(|(_, callee)| callee.starts_with(func::NANOTIME))
@@ -339,10 +360,9 @@ impl RuntimeProbes {
         let mut ebpf = Ebpf::load(OBJECT).map_err(|e| ProbeError::Load(error_chain(&e)))?;
         for name in [
             "go_stw_stop",
-            "go_mark_term_end",
-            "go_gc_stop_go_start",
-            "go_stw_start_ret",
-            "go_gc_mark_termination",
+            "go_gc_stop_clock",
+            "go_stw_end",
+            "go_gc_mark_term_end",
             "go_gopark",
             "go_ready",
             "go_alloc_sample",
@@ -364,7 +384,7 @@ impl RuntimeProbes {
 
     /// Attaches one probe set to a target. On failure nothing of the set stays attached.
     pub fn attach(&mut self, target: &Target, set: ProbeSet) -> Result<Links, ProbeError> {
-        let points = target.points(set)?;
+        let points = probe_points(&target.binary, set)?;
         let cookie = target.cookie();
         let scope = match target.pid.and_then(NonZeroU32::new) {
             Some(pid) => UProbeScope::OneProcess(pid),
@@ -374,7 +394,12 @@ impl RuntimeProbes {
             set,
             links: Vec::with_capacity(points.len()),
         };
-        for (prog_name, addr, site_bits) in points {
+        for ProbePoint {
+            program: prog_name,
+            addr,
+            site_bits,
+        } in points
+        {
             let offset = target.binary.file_offset(addr)?;
             let result = self.uprobe(prog_name).and_then(|prog| {
                 prog.attach(

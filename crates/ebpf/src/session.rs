@@ -59,9 +59,8 @@ impl Watched {
         if ev.kind != EV_STW {
             return;
         }
-        // Go's own end of the pause (see the C source); the probe's time would add the
-        // wake-ups of other Ps after the world restarted.
-        let d = ev.go_end_ns.saturating_sub(ev.start_ns);
+        // Both ends are Go's own clock reads (see the C source).
+        let d = ev.end_ns.saturating_sub(ev.start_ns);
         match ev.stw_kind {
             STW_GC_SWEEP_TERM => {
                 if let Some(prev) = self.open_cycle.take() {

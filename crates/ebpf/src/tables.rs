@@ -37,9 +37,6 @@ pub struct RuntimeTable {
     /// Go 1.23+: `mProf_Malloc(mp *m, p unsafe.Pointer, size uintptr)` (size in RCX);
     /// before: `mProf_Malloc(p, size)` (size in RBX).
     pub alloc_size_in_rcx: bool,
-    /// Go 1.19/1.21: gcMarkTermination takes `work.tEnd` from nanotime() before it restarts
-    /// the world (1.22+ pass that time to startTheWorldWithSema, which returns it).
-    pub mark_term_end_in_gc_mark_termination: bool,
 }
 
 impl RuntimeTable {
@@ -156,7 +153,6 @@ const STW_121: &[&str] = &[
 static TABLES: &[RuntimeTable] = &[
     RuntimeTable {
         minor: 19,
-        mark_term_end_in_gc_mark_termination: true,
         wait_reasons: WAIT_119,
         stw_reasons: STW_119,
         stw_reason_in_rax: false,
@@ -164,7 +160,6 @@ static TABLES: &[RuntimeTable] = &[
     },
     RuntimeTable {
         minor: 21,
-        mark_term_end_in_gc_mark_termination: true,
         wait_reasons: WAIT_123.split_at(32).0,
         stw_reasons: STW_121,
         stw_reason_in_rax: true,
@@ -172,7 +167,6 @@ static TABLES: &[RuntimeTable] = &[
     },
     RuntimeTable {
         minor: 22,
-        mark_term_end_in_gc_mark_termination: false,
         wait_reasons: WAIT_123.split_at(37).0,
         stw_reasons: STW_121,
         stw_reason_in_rax: true,
@@ -180,7 +174,6 @@ static TABLES: &[RuntimeTable] = &[
     },
     RuntimeTable {
         minor: 23,
-        mark_term_end_in_gc_mark_termination: false,
         wait_reasons: WAIT_123,
         stw_reasons: STW_121,
         stw_reason_in_rax: true,

@@ -21,9 +21,10 @@ const REL_TOLERANCE: f64 = 0.10;
 const ABS_TOLERANCE_NS: u64 = 20_000;
 
 /// The byte at a function's entry in the running process: 0xCC while a uprobe is there.
+/// The byte where a function's entry probe goes: 0xcc (int3) while a uprobe is there.
 fn entry_byte(pid: u32, bin: &GoBinary, name: &str) -> u8 {
     use std::io::{Read, Seek, SeekFrom};
-    let addr = bin.function(name).unwrap().start; // fixtures are not PIE
+    let addr = lastmile_ebpf::sites::entry(bin, name).unwrap(); // fixtures are not PIE
     let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
     mem.seek(SeekFrom::Start(addr)).unwrap();
     let mut b = [0u8; 1];

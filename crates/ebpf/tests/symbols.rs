@@ -8,7 +8,10 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 
+use iced_x86::{Decoder, DecoderOptions};
 use lastmile_ebpf::gobin::{GoBinary, SymbolSource};
+use lastmile_ebpf::probes::{ProbeSet, probe_points};
+use lastmile_ebpf::sites;
 use lastmile_ebpf::tables::{func, table_for};
 
 const PROBED: &[&str] = &[
@@ -106,6 +109,23 @@ fn check_probed_functions(b: &GoBinary) {
     let rets = b.ret_sites(func::START_THE_WORLD).unwrap();
     let stw = b.function(func::START_THE_WORLD).unwrap();
     assert!(rets.iter().all(|r| *r >= stw.start && *r < stw.end));
+    // Every probe sits on an instruction the kernel emulates: a single-stepped one costs
+    // several times more per hit (see lastmile_ebpf::sites).
+    for set in [ProbeSet::AlwaysOn, ProbeSet::Park, ProbeSet::Alloc] {
+        for p in probe_points(b, set).unwrap() {
+            let off = b.file_offset(p.addr).unwrap() as usize;
+            let ins =
+                Decoder::with_ip(64, &data[off..off + 16], p.addr, DecoderOptions::NONE).decode();
+            assert!(
+                sites::kernel_emulates(&ins),
+                "{} in {}: probe at {:#x} on a {:?}, which the kernel single-steps",
+                p.program,
+                b.path().display(),
+                p.addr,
+                ins.mnemonic()
+            );
+        }
+    }
 }
 
 #[test]
