@@ -14,7 +14,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::probes::ProbeSet;
-use crate::session::{OverheadEstimate, Watcher};
+use crate::session::{CALIBRATION_STRETCH, OverheadEstimate, Watcher};
 
 #[derive(Args, Debug, Clone)]
 #[command(
@@ -89,6 +89,11 @@ pub struct ModeResult {
     /// Park profile: per round, measured overhead / expected.
     pub measured_over_expected: Vec<f64>,
     pub median_measured_over_expected: f64,
+    /// Park profile: per round, measured CPU-per-op overhead / expected. The estimate is
+    /// CPU per unit of the process's own work, so this is the like-for-like comparison; the
+    /// rate's is also at the mercy of how the twins split their CPU (see the baseline).
+    pub cpu_measured_over_expected: Vec<f64>,
+    pub median_cpu_measured_over_expected: f64,
     pub probe_hits_per_second: Vec<f64>,
 }
 
@@ -154,8 +159,15 @@ impl Scenario {
                 .zip(&r.expected)
                 .map(|(m, e)| m / e)
                 .collect();
+            r.cpu_measured_over_expected = r
+                .cpu_overheads
+                .iter()
+                .zip(&r.expected)
+                .map(|(m, e)| m / e)
+                .collect();
             r.median_expected = median(&r.expected);
             r.median_measured_over_expected = median(&r.measured_over_expected);
+            r.median_cpu_measured_over_expected = median(&r.cpu_measured_over_expected);
         }
     }
 }
@@ -565,9 +577,12 @@ fn measure_mode(
             cal_load.extend(t.unmeasured_load(2 * calibration.as_secs() + 60)?);
         }
         let mut started = None;
-        // The window (from the attach) covers the probed calibration, then `secs`
-        // measured seconds, and a margin so that the probes outlast wrk's run.
-        let window = calibration + Duration::from_secs(secs) + Duration::from_millis(500);
+        // The window (from the attach) covers the probed calibration (stretched at most
+        // CALIBRATION_STRETCH times), then `secs` measured seconds, and a margin so that
+        // the probes outlast wrk's run.
+        let window = calibration * CALIBRATION_STRETCH
+            + Duration::from_secs(secs)
+            + Duration::from_millis(500);
         let prof = watcher.profile(
             target.pid(),
             ProbeSet::Park,
@@ -729,12 +744,14 @@ fn run_blocking(args: &BenchArgs) -> anyhow::Result<()> {
             sc.park_profile.median_measured_over_expected
         );
         println!(
-            "{:<30} {:>10.2} {:>24} {:>24} {:>24}",
+            "{:<30} {:>10.2} {:>24} {:>24} {:>24} {:>10} {:>10.2}",
             "  CPU µs per op",
             median(&sc.baseline.cpu_us_per_op),
             pct(&sc.baseline.cpu_overhead),
             pct(&sc.always_on.cpu_overhead),
             pct(&sc.park_profile.cpu_overhead),
+            "",
+            sc.park_profile.median_cpu_measured_over_expected
         );
     }
     if let Some(dir) = args.out.parent() {

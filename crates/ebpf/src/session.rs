@@ -131,6 +131,13 @@ impl CpuUse {
 /// something: /proc samples the split at the clock tick (100 Hz).
 const MIN_OBSERVED_USER_SECS: f64 = 0.2;
 
+/// User CPU (seconds) a calibration interval waits for, up to [`CALIBRATION_STRETCH`]
+/// times its length: 100 ticks put the split within ~10 %. A service spending most of its
+/// CPU in the kernel (network I/O) gathers user ticks slowly; at a fixed 2 s its estimate
+/// swung from 3 % to 34 % between windows of the same load.
+const CALIBRATION_USER_SECS: f64 = 1.0;
+pub const CALIBRATION_STRETCH: u32 = 4;
+
 #[derive(Clone, Debug, Serialize)]
 pub struct ReasonTotal {
     pub reason: String,
@@ -552,9 +559,10 @@ impl Watcher {
     }
 
     /// Runs one park or allocation profile window on a watched process. The process's CPU
-    /// is read for `calibration` before the probes go in and for the first `calibration`
-    /// of the window; the overhead estimate is then reported through `on_estimate`
-    /// (before the rest of the window runs).
+    /// is read for `calibration` (longer, up to 4×, until it has used a second of user CPU)
+    /// before the probes go in and as long at the start of the window; the overhead
+    /// estimate is then reported through `on_estimate` (before the rest of the window
+    /// runs).
     pub fn profile(
         &mut self,
         pid: u32,
@@ -598,7 +606,12 @@ impl Watcher {
         // The process unprobed, for as long as the calibration lasts: what it spends per
         // unit of work without these probes.
         let (unprobed_from, unprobed_split) = (Instant::now(), proc_cpu_split(pid));
-        self.sleep_draining(calibration, pid);
+        self.calibrate(
+            pid,
+            calibration,
+            unprobed_split,
+            calibration * CALIBRATION_STRETCH,
+        );
         let unprobed = CpuUse::since(pid, unprobed_split, unprobed_from);
         let start_unix_ms = unix_ms();
         let hits0 = hits(&self.probes);
@@ -606,7 +619,8 @@ impl Watcher {
         let links = self.probes.attach(&target, set)?;
         // Read after the attach, which takes a while: the process ran unprobed meanwhile.
         let (t0, cpu0) = (Instant::now(), proc_cpu_split(pid));
-        self.sleep_draining(calibration, pid);
+        let longest = (calibration * CALIBRATION_STRETCH).min(window);
+        self.calibrate(pid, calibration, cpu0, longest);
         let hits_cal = hits(&self.probes) - hits0;
         let cal_secs = t0.elapsed().as_secs_f64().max(1e-3);
         // Probe CPU in the calibration interval, each program at its own cost.
@@ -745,6 +759,31 @@ impl Watcher {
         profile.notes = notes;
         detach_result?;
         Ok(profile)
+    }
+
+    /// Waits at least `shortest`, then until the process has used
+    /// [`CALIBRATION_USER_SECS`] of user CPU since `from` (its /proc split then), or
+    /// `longest` has passed.
+    fn calibrate(
+        &mut self,
+        pid: u32,
+        shortest: Duration,
+        from: Option<(f64, f64)>,
+        longest: Duration,
+    ) {
+        let started = Instant::now();
+        self.sleep_draining(shortest, pid);
+        while started.elapsed() < longest {
+            let user = match (from, proc_cpu_split(pid)) {
+                (Some((u0, _)), Some((u1, _))) => u1 - u0,
+                _ => return,
+            };
+            if user >= CALIBRATION_USER_SECS {
+                return;
+            }
+            let step = Duration::from_millis(250).min(longest - started.elapsed());
+            self.sleep_draining(step, pid);
+        }
     }
 
     fn sleep_draining(&mut self, d: Duration, pid: u32) {
