@@ -224,11 +224,12 @@ fn serve_watches_go_processes_by_name() {
     assert!(r.text().contains("kind"));
 }
 
-/// The byte at a function's entry in a running process: 0xCC while a uprobe is there.
+/// The byte where lastmile puts a function's entry probe (not always its first byte), in a
+/// running process: 0xCC while a uprobe is there.
 fn entry_byte(pid: u32, bin: &Path, func: &str) -> u8 {
     use std::io::{Read, Seek, SeekFrom};
     let b = lastmile_ebpf::gobin::GoBinary::open(bin).unwrap();
-    let addr = b.function(func).unwrap().start;
+    let addr = lastmile_ebpf::sites::entry(&b, func).unwrap();
     let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
     mem.seek(SeekFrom::Start(addr)).unwrap();
     let mut byte = [0u8; 1];
