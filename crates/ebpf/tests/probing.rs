@@ -101,9 +101,10 @@ fn gc_cycles_and_pauses_agree_with_gctrace() {
             "Go {go}: only {} gctrace lines",
             trace.len()
         );
-        assert_eq!(
-            complete,
-            trace.len(),
+        // gctrace prints a cycle at the end of gcMarkTermination, after the pause's end
+        // that eBPF sees: a process exiting in between leaves eBPF one cycle ahead.
+        assert!(
+            complete == trace.len() || complete == trace.len() + 1,
             "Go {go}: eBPF saw {complete} complete GC cycles, gctrace printed {}",
             trace.len()
         );
