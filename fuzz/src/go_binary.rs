@@ -1,5 +1,6 @@
 //! Harness for lastmile-ebpf's Go binary readers: `.gopclntab` (function table), the
-//! pcHeader search used for PIE builds, `.go.buildinfo`, and whole ELF files.
+//! pcHeader search used for PIE builds, `.go.buildinfo`, whole ELF files, and the code
+//! analysis that places probes (calls, RET sites, `sites`).
 
 use std::path::Path;
 
@@ -17,7 +18,10 @@ pub fn parse(data: &[u8]) {
         for f in b.functions().iter().take(64) {
             let _ = b.file_offset(f.start);
             let _ = b.ret_sites(&f.name);
-            let _ = b.calls(&f.name);
+            let _ = lastmile_ebpf::sites::entry(&b, &f.name);
+            for (call, _) in b.calls(&f.name).unwrap_or_default() {
+                let _ = lastmile_ebpf::sites::stack_result(&b, call);
+            }
         }
     }
 }

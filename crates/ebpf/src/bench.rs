@@ -153,23 +153,18 @@ impl Scenario {
                 .collect();
             r.overhead = Spread::of(&r.overheads);
             r.cpu_overhead = Spread::of(&r.cpu_overheads);
-            r.measured_over_expected = r
-                .overheads
-                .iter()
-                .zip(&r.expected)
-                .map(|(m, e)| m / e)
-                .collect();
-            r.cpu_measured_over_expected = r
-                .cpu_overheads
-                .iter()
-                .zip(&r.expected)
-                .map(|(m, e)| m / e)
-                .collect();
+            r.measured_over_expected = over_expected(&r.overheads, &r.expected);
+            r.cpu_measured_over_expected = over_expected(&r.cpu_overheads, &r.expected);
             r.median_expected = median(&r.expected);
             r.median_measured_over_expected = median(&r.measured_over_expected);
             r.median_cpu_measured_over_expected = median(&r.cpu_measured_over_expected);
         }
     }
+}
+
+/// Per round: a measured overhead / the one stated before it.
+fn over_expected(measured: &[f64], expected: &[f64]) -> Vec<f64> {
+    measured.iter().zip(expected).map(|(m, e)| m / e).collect()
 }
 
 fn median(v: &[f64]) -> f64 {

@@ -14,7 +14,7 @@ use crate::probes::{ProbeError, RuntimeProbes};
 const CALLS: u32 = 20_000;
 
 /// The probed function. Naked, so that its first instruction is `push rbp`: the kind of
-/// instruction the Go entry probes sit on (see `GoBinary::entry_site`), which the kernel
+/// instruction the Go entry probes sit on (see `sites::entry`), which the kernel
 /// emulates; a probe on most other instructions costs several times more per hit.
 #[unsafe(naked)]
 #[unsafe(no_mangle)]

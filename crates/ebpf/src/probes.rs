@@ -242,6 +242,11 @@ pub fn probe_points(b: &GoBinary, set: ProbeSet) -> Result<Vec<ProbePoint>, Bina
         addr,
         site_bits,
     };
+    // A clock-read probe takes Go's own value from the stack a few instructions after the
+    // `nanotime1` CALL (ABI0: the result is on the stack), where `sites::stack_result`
+    // finds a cheap site. Pauses are so timed with Go's clock, as gctrace and
+    // `go_gc_duration_seconds` are: a probe's own clock would also count the time between
+    // it and Go's read, in which a busy machine may deschedule the thread.
     let clock = |program, call, extra_bits| -> Result<ProbePoint, BinaryError> {
         let site = sites::stack_result(b, call)?;
         let offset_bits = u64::from(site.rsp_offset) << COOKIE_STACK_OFFSET_SHIFT;
@@ -274,12 +279,6 @@ pub fn probe_points(b: &GoBinary, set: ProbeSet) -> Result<Vec<ProbePoint>, Bina
         )],
     })
 }
-
-// Clock-read probes take Go's own value from the stack a few instructions after the
-// `nanotime1` CALL (ABI0: the result is on the stack), where `sites::stack_result` finds
-// a cheap site. Pauses are so timed with Go's clock, as gctrace and
-// `go_gc_duration_seconds` are: a probe's own clock would also count the time between it
-// and Go's read, in which a busy machine may deschedule the thread.
 
 /// In gcMarkTermination, the `nanotime()` call whose result becomes work.tEnd, where Go
 /// ends its account of the mark termination pause (1.22+ pass it on to
