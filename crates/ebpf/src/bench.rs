@@ -24,7 +24,8 @@ sharing one CPU:\n\
   workload: gowork -mode mixed (channels, mutex, allocation, a forced GC every 25 loops), \
 its loop rate read from its progress lines;\n\
   http: gowork -mode http, each twin under its own `wrk -c --connections -d --seconds` on \
-127.0.0.1, requests/s.\n\
+127.0.0.1, requests/s; the two are held to --http-cores of a core between them by a \
+cgroup CPU quota, so each is busy all the time and requests/s follows its CPU per request.\n\
 Each of --repeat rounds measures both twins over the same --seconds in three modes: \
 neither probed (the method's own noise), one twin with the always-on probes, and one twin \
 in a park-profile window (the profile reads the process's CPU for --calibration seconds \
@@ -58,6 +59,10 @@ pub struct BenchArgs {
     /// wrk connections.
     #[arg(long, default_value_t = 8)]
     pub connections: u32,
+    /// CPU (in cores) the two HTTP twins get between them, through a cgroup's CPU
+    /// quota, so that each is busy all the time; 0 for no limit.
+    #[arg(long, default_value_t = 0.5)]
+    pub http_cores: f64,
     /// Run the target on the same CPUs as everything else.
     #[arg(long)]
     pub no_pin: bool,
@@ -486,11 +491,22 @@ impl Target {
 struct Twins([Target; 2]);
 
 impl Twins {
-    fn start(bin: &Path, http: bool, connections: u32, place: Placement) -> anyhow::Result<Twins> {
+    fn start(
+        bin: &Path,
+        http: bool,
+        connections: u32,
+        place: Placement,
+        limit: Option<&CpuLimit>,
+    ) -> anyhow::Result<Twins> {
         let twins = Twins([
             Target::start(bin, http, connections, place)?,
             Target::start(bin, http, connections, place)?,
         ]);
+        if let Some(limit) = limit {
+            for t in &twins.0 {
+                limit.add(t.pid())?;
+            }
+        }
         // Warm both up (heap, connections) before measuring.
         for t in &twins.0 {
             if let Some(mut wrk) = t.unmeasured_load(1)? {
@@ -501,6 +517,72 @@ impl Twins {
             std::thread::sleep(Duration::from_secs(1));
         }
         Ok(twins)
+    }
+}
+
+/// A CPU-bandwidth cgroup holding the HTTP twins to a fixed share of a core between
+/// them. Unlimited, the services are not the bottleneck (the two wrk clients on the other
+/// core are), so their requests/s follow how that core is shared: ±60 % between twins
+/// with nothing probed. Held below what wrk can drive, each twin is busy all the time,
+/// as a service in a container at its CPU limit is, and requests/s measures its CPU
+/// per request.
+struct CpuLimit {
+    dir: PathBuf,
+}
+
+impl CpuLimit {
+    /// Scheduling period of the quota: short, so that a 4 s measurement spans hundreds.
+    const PERIOD_US: u64 = 20_000;
+
+    fn new(cores: f64) -> anyhow::Result<CpuLimit> {
+        let name = format!("lastmile-bench-{}", std::process::id());
+        let quota = ((cores * Self::PERIOD_US as f64) as u64).max(1000);
+        let v2 = Path::new("/sys/fs/cgroup");
+        let v2_cpu = std::fs::read_to_string(v2.join("cgroup.controllers"))
+            .is_ok_and(|c| c.split_whitespace().any(|x| x == "cpu"));
+        if v2_cpu {
+            // Lets children of the root have the cpu controller (a no-op when enabled).
+            std::fs::write(v2.join("cgroup.subtree_control"), "+cpu")
+                .context("cannot enable the cgroup v2 cpu controller")?;
+            let dir = v2.join(&name);
+            std::fs::create_dir(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let limit = CpuLimit { dir };
+            std::fs::write(
+                limit.dir.join("cpu.max"),
+                format!("{quota} {}", Self::PERIOD_US),
+            )?;
+            return Ok(limit);
+        }
+        let v1 = Path::new("/sys/fs/cgroup/cpu");
+        if v1.join("cpu.cfs_quota_us").exists() {
+            let dir = v1.join(&name);
+            std::fs::create_dir(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let limit = CpuLimit { dir };
+            std::fs::write(
+                limit.dir.join("cpu.cfs_period_us"),
+                Self::PERIOD_US.to_string(),
+            )?;
+            std::fs::write(limit.dir.join("cpu.cfs_quota_us"), quota.to_string())?;
+            return Ok(limit);
+        }
+        bail!("no cgroup cpu controller (neither cgroup v2 nor v1's cpu hierarchy)")
+    }
+
+    /// Moves a process (all its threads) into the cgroup.
+    fn add(&self, pid: u32) -> anyhow::Result<()> {
+        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string())
+            .with_context(|| format!("cannot move {pid} into {}", self.dir.display()))
+    }
+}
+
+impl Drop for CpuLimit {
+    /// Runs after the twins are killed and reaped: an empty cgroup can be removed.
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir(&self.dir) {
+            eprintln!("cannot remove {}: {e}", self.dir.display());
+        }
     }
 }
 
@@ -659,7 +741,20 @@ fn run_blocking(args: &BenchArgs) -> anyhow::Result<()> {
             name,
             ..Default::default()
         };
-        let twins = Twins::start(&bin, http, args.connections, place)?;
+        let limit = match (http, args.http_cores) {
+            (true, cores) if cores > 0.0 => match CpuLimit::new(cores) {
+                Ok(l) => {
+                    eprintln!("http twins held to {cores} of a core between them");
+                    Some(l)
+                }
+                Err(e) => {
+                    eprintln!("http twins unlimited ({e:#}): their requests/s is noisy");
+                    None
+                }
+            },
+            _ => None,
+        };
+        let twins = Twins::start(&bin, http, args.connections, place, limit.as_ref())?;
         for round in 0..args.repeat {
             // The probed twin and the order of the modes change from round to round.
             let probed = round % 2;

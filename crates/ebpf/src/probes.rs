@@ -6,12 +6,15 @@
 //! out of a session leaves probes behind.
 
 use std::num::NonZeroU32;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use aya::Ebpf;
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf, StackTraceMap};
 use aya::programs::UProbe;
+use aya::programs::perf_event::{
+    PerfEvent, PerfEventConfig, PerfEventLinkId, PerfEventScope, SamplePolicy, SoftwareEvent,
+};
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope};
 
 use crate::gobin::{BinaryError, GoBinary};
@@ -48,6 +51,8 @@ pub enum ProbeError {
         path: PathBuf,
         reason: String,
     },
+    #[error("cannot sample the CPU of process {pid}: {reason}")]
+    Sampling { pid: u32, reason: String },
     #[error(transparent)]
     Binary(#[from] BinaryError),
     #[error("cannot read eBPF map {map}: {reason}")]
@@ -136,8 +141,17 @@ pub struct AllocStats {
     pub bytes: u64,
 }
 
+/// CPU-clock samples of one process, by the mode its thread was in.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuSplit {
+    pub user: u64,
+    pub kernel: u64,
+}
+
 // SAFETY: plain #[repr(C)] structs of integers without padding holes that matter to the
 // kernel; every bit pattern is valid.
+unsafe impl aya::Pod for CpuSplit {}
 unsafe impl aya::Pod for StwKey {}
 unsafe impl aya::Pod for StwStats {}
 unsafe impl aya::Pod for GcStats {}
@@ -340,6 +354,15 @@ pub struct RuntimeProbes {
     events: RingBuf<MapData>,
 }
 
+/// How often a calibrating process's threads are sampled: 4 kHz, 16 times /proc's tick.
+pub const CPU_SAMPLE_PERIOD: std::time::Duration = std::time::Duration::from_micros(250);
+
+/// CPU-clock sampling of one process, from [`RuntimeProbes::start_cpu_sampling`].
+pub struct CpuSampling {
+    pid: u32,
+    links: Vec<PerfEventLinkId>,
+}
+
 /// Whether this build carries the BPF object, and if not, what was missing.
 pub fn availability() -> Result<(), ProbeError> {
     if OBJECT.is_empty() {
@@ -373,6 +396,14 @@ impl RuntimeProbes {
                 .map_err(|e: aya::programs::ProgramError| ProbeError::Load(e.to_string()))?;
             prog.load().map_err(|e| ProbeError::Load(error_chain(&e)))?;
         }
+        let sampler: &mut PerfEvent = ebpf
+            .program_mut("cpu_sample")
+            .ok_or_else(|| ProbeError::Load("program cpu_sample missing from object".into()))?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| ProbeError::Load(e.to_string()))?;
+        sampler
+            .load()
+            .map_err(|e| ProbeError::Load(error_chain(&e)))?;
         let events = RingBuf::try_from(
             ebpf.take_map("events")
                 .ok_or_else(|| ProbeError::Load("ring buffer missing from object".into()))?,
@@ -491,6 +522,79 @@ impl RuntimeProbes {
             .map_err(|e: aya::programs::ProgramError| ProbeError::Load(e.to_string()))
     }
 
+    /// Starts sampling the CPU clock of every thread of `pid` (and threads they start)
+    /// every [`CPU_SAMPLE_PERIOD`], counting samples in user mode and in the kernel.
+    pub fn start_cpu_sampling(&mut self, pid: u32) -> Result<CpuSampling, ProbeError> {
+        let err = |reason: String| ProbeError::Sampling { pid, reason };
+        let tids: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map_err(|e| err(e.to_string()))?
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        let map = self
+            .ebpf
+            .map_mut("cpu_samples")
+            .ok_or_else(|| err("map cpu_samples missing".into()))?;
+        BpfHashMap::<&mut MapData, u32, CpuSplit>::try_from(map)
+            .and_then(|mut h| h.insert(pid, CpuSplit::default(), 0))
+            .map_err(|e| err(e.to_string()))?;
+        let mut sampling = CpuSampling {
+            pid,
+            links: Vec::with_capacity(tids.len()),
+        };
+        for tid in tids {
+            let attached = self.perf_event("cpu_sample").and_then(|p| {
+                p.attach(
+                    PerfEventConfig::Software(SoftwareEvent::CpuClock),
+                    PerfEventScope::OneProcess {
+                        pid: tid,
+                        cpu: None,
+                    },
+                    SamplePolicy::Period(CPU_SAMPLE_PERIOD.as_nanos() as u64),
+                    true,
+                )
+                .map_err(|e| err(error_chain(&e)))
+            });
+            match attached {
+                Ok(id) => sampling.links.push(id),
+                // A thread that exited since the listing.
+                Err(_) if !Path::new(&format!("/proc/{pid}/task/{tid}")).exists() => {}
+                Err(e) => {
+                    self.stop_cpu_sampling(sampling);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(sampling)
+    }
+
+    /// Samples counted so far for a process being sampled.
+    pub fn cpu_samples(&self, pid: u32) -> Option<CpuSplit> {
+        let h: BpfHashMap<&MapData, u32, CpuSplit> =
+            BpfHashMap::try_from(self.ebpf.map("cpu_samples")?).ok()?;
+        h.get(&pid, 0).ok()
+    }
+
+    pub fn stop_cpu_sampling(&mut self, sampling: CpuSampling) {
+        if let Ok(p) = self.perf_event("cpu_sample") {
+            for id in sampling.links {
+                let _ = p.detach(id);
+            }
+        }
+        if let Some(map) = self.ebpf.map_mut("cpu_samples")
+            && let Ok(mut h) = BpfHashMap::<&mut MapData, u32, CpuSplit>::try_from(map)
+        {
+            let _ = h.remove(&sampling.pid);
+        }
+    }
+
+    fn perf_event(&mut self, name: &'static str) -> Result<&mut PerfEvent, ProbeError> {
+        self.ebpf
+            .program_mut(name)
+            .ok_or_else(|| ProbeError::Load(format!("program {name} missing")))?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| ProbeError::Load(e.to_string()))
+    }
+
     /// Hands every queued ring-buffer event to `f`.
     pub fn drain_events(&mut self, mut f: impl FnMut(RawEvent)) -> usize {
         let mut n = 0;
@@ -504,12 +608,6 @@ impl RuntimeProbes {
             }
         }
         n
-    }
-
-    /// The ring buffer's file descriptor, to wait for events with poll(2).
-    pub fn events_fd(&self) -> std::os::fd::RawFd {
-        use std::os::fd::AsRawFd;
-        self.events.as_raw_fd()
     }
 
     pub fn stw_stats(&self) -> Result<Vec<(StwKey, StwStats)>, ProbeError> {

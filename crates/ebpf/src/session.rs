@@ -11,7 +11,8 @@ use serde::Serialize;
 use crate::gobin::{GoBinary, SymbolSource};
 use crate::metrics::{STW_BUCKETS_SECONDS, Series};
 use crate::probes::{
-    Counter, EV_GC_DONE, EV_STW, Links, ProbeError, ProbeSet, RawEvent, RuntimeProbes, Target,
+    Counter, CpuSplit, EV_GC_DONE, EV_STW, Links, ProbeError, ProbeSet, RawEvent, RuntimeProbes,
+    Target,
 };
 use crate::tables::{RuntimeTable, table_for};
 use crate::validate::CycleTimes;
@@ -88,7 +89,7 @@ impl Watched {
 pub struct OverheadEstimate {
     /// Probe hits per second in the calibration interval.
     pub events_per_second: f64,
-    /// CPU per probe hit: seen in the process itself (`basis` "observed"), or one hit's
+    /// CPU per probe hit: seen in the process itself (`basis` "observed ..."), or one hit's
     /// cost measured on lastmile just before ("hits x cost").
     pub probe_cost_us: f64,
     /// CPU cores the process used in the calibration interval.
@@ -125,7 +126,22 @@ impl CpuUse {
     fn total(&self) -> f64 {
         self.user_secs + self.system_secs
     }
+
+    /// The same CPU time, split between user and system as `samples` were.
+    fn split_as(self, samples: CpuSplit) -> CpuUse {
+        let n = (samples.user + samples.kernel).max(1) as f64;
+        let total = self.total();
+        CpuUse {
+            user_secs: total * samples.user as f64 / n,
+            system_secs: total * samples.kernel as f64 / n,
+            wall_secs: self.wall_secs,
+        }
+    }
 }
+
+/// Least user-mode CPU samples a calibration interval needs for its sampled split to be
+/// used (a tenth of a second at 4 kHz); fewer fall back to /proc's split.
+const MIN_SAMPLED_USER: u64 = 400;
 
 /// Least user CPU (seconds) an interval needs for its user/system split to mean
 /// something: /proc samples the split at the clock tick (100 Hz).
@@ -396,16 +412,11 @@ impl Watcher {
         })
     }
 
-    /// Waits up to `timeout` for events (poll(2) on the ring buffer), then drains them.
+    /// Sleeps for `timeout`, then drains the events. The BPF programs never wake a reader
+    /// (each wakeup cost the probed thread 12-20 µs inside its pause), so the ring buffer
+    /// is read on this timer instead of poll(2).
     pub fn wait_events(&mut self, timeout: Duration) -> usize {
-        let mut pfd = libc::pollfd {
-            fd: self.probes.events_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: one valid pollfd for the duration of the call.
-        unsafe { libc::poll(&mut pfd, 1, ms) };
+        std::thread::sleep(timeout);
         self.poll_events()
     }
 
@@ -603,6 +614,16 @@ impl Watcher {
         }
         let hits = |p: &RuntimeProbes| counters.iter().map(|c| p.counter(*c)).sum::<u64>();
         let calibration = calibration.min(window);
+        // The process's user/system split through both calibrations, sampled at 4 kHz;
+        // without it, /proc's tick-sampled split.
+        let sampling = match self.probes.start_cpu_sampling(pid) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "the overhead estimate falls back to /proc's user/system split");
+                None
+            }
+        };
+        let samples0 = self.probes.cpu_samples(pid);
         // The process unprobed, for as long as the calibration lasts: what it spends per
         // unit of work without these probes.
         let (unprobed_from, unprobed_split) = (Instant::now(), proc_cpu_split(pid));
@@ -613,14 +634,23 @@ impl Watcher {
             calibration * CALIBRATION_STRETCH,
         );
         let unprobed = CpuUse::since(pid, unprobed_split, unprobed_from);
+        let samples1 = self.probes.cpu_samples(pid);
         let start_unix_ms = unix_ms();
         let hits0 = hits(&self.probes);
         let per_counter0: Vec<u64> = costs.iter().map(|(c, _)| self.probes.counter(*c)).collect();
         let links = self.probes.attach(&target, set)?;
         // Read after the attach, which takes a while: the process ran unprobed meanwhile.
-        let (t0, cpu0) = (Instant::now(), proc_cpu_split(pid));
+        let (t0, cpu0, samples2) = (
+            Instant::now(),
+            proc_cpu_split(pid),
+            self.probes.cpu_samples(pid),
+        );
         let longest = (calibration * CALIBRATION_STRETCH).min(window);
         self.calibrate(pid, calibration, cpu0, longest);
+        let samples3 = self.probes.cpu_samples(pid);
+        if let Some(s) = sampling {
+            self.probes.stop_cpu_sampling(s);
+        }
         let hits_cal = hits(&self.probes) - hits0;
         let cal_secs = t0.elapsed().as_secs_f64().max(1e-3);
         // Probe CPU in the calibration interval, each program at its own cost.
@@ -640,8 +670,31 @@ impl Watcher {
         let rate = hits_cal as f64 / cal_secs;
         let fallback =
             estimate_overhead(rate, cost, probed.map_or(0.0, |p| p.total() / p.wall_secs));
+        let sampled = |from: Option<CpuSplit>, to: Option<CpuSplit>| {
+            let (a, b) = (from?, to?);
+            Some(CpuSplit {
+                user: b.user.saturating_sub(a.user),
+                kernel: b.kernel.saturating_sub(a.kernel),
+            })
+        };
         let estimate = match (unprobed, probed) {
-            (Some(before), Some(probed)) => estimate_from_cpu(before, probed, rate, fallback),
+            (Some(before), Some(probed)) => {
+                match (sampled(samples0, samples1), sampled(samples2, samples3)) {
+                    (Some(sb), Some(sp))
+                        if sb.user >= MIN_SAMPLED_USER && sp.user >= MIN_SAMPLED_USER =>
+                    {
+                        let mut e = estimate_from_cpu(
+                            before.split_as(sb),
+                            probed.split_as(sp),
+                            rate,
+                            fallback,
+                        );
+                        e.basis = "observed (4 kHz samples)";
+                        e
+                    }
+                    _ => estimate_from_cpu(before, probed, rate, fallback),
+                }
+            }
             _ => fallback,
         };
         on_estimate(&estimate);
@@ -871,7 +924,7 @@ pub fn estimate_from_cpu(
         },
         process_cpu_cores: probed.total() / probed.wall_secs,
         expected_overhead: (per_user_probed / per_user_before - 1.0).max(0.0),
-        basis: "observed",
+        basis: "observed (/proc ticks)",
         hits_x_cost_overhead: fallback.expected_overhead,
     }
 }
@@ -1044,7 +1097,7 @@ mod tests {
         // One core busy; probed, half of what was user time goes to traps: each unit of
         // work now costs 1.0/0.45 CPU-seconds instead of 1.0/0.9 → +100 %.
         let e = estimate_from_cpu(cpu(1.8, 0.2), cpu(0.9, 1.1), 50_000.0, fallback.clone());
-        assert_eq!(e.basis, "observed");
+        assert_eq!(e.basis, "observed (/proc ticks)");
         assert!((e.expected_overhead - 1.0).abs() < 1e-9, "{e:?}");
         // Probe CPU: 2.0 - 0.9 × (2.0/1.8) = 1.0 s over 2 s → 0.5 cores / 50k hits/s = 10 µs.
         assert!((e.probe_cost_us - 10.0).abs() < 1e-9, "{e:?}");

@@ -286,6 +286,65 @@ fn alloc_profile_finds_the_hot_spot() {
     }
 }
 
+/// A command killed when dropped.
+struct Spinning(std::process::Child);
+
+impl Drop for Spinning {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The sampler behind the park profile's overhead estimate tells kernel-bound from
+/// user-bound CPU: `dd bs=1` spends most of its time in read/write syscalls, `sha256sum`
+/// in its own hashing. Sampling stops cleanly.
+#[test]
+fn cpu_sampling_splits_user_and_kernel_time() {
+    if !common::can_probe() {
+        return;
+    }
+    let mut probes = lastmile_ebpf::probes::RuntimeProbes::load().expect("load BPF object");
+    let spawn = |cmd: &str, args: &[&str]| {
+        Spinning(
+            std::process::Command::new(cmd)
+                .args(args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect(cmd),
+        )
+    };
+    let kernel_bound = spawn("dd", &["if=/dev/zero", "of=/dev/null", "bs=1"]);
+    let user_bound = spawn("sha256sum", &["/dev/zero"]);
+    let mut splits = Vec::new();
+    for proc in [&kernel_bound, &user_bound] {
+        let pid = proc.0.id();
+        let sampling = probes.start_cpu_sampling(pid).expect("start sampling");
+        // Half a second of the process's CPU at 4 kHz.
+        wait_for("2000 CPU samples", Duration::from_secs(60), || {
+            probes
+                .cpu_samples(pid)
+                .is_some_and(|s| s.user + s.kernel >= 2000)
+        });
+        let split = probes.cpu_samples(pid).unwrap();
+        probes.stop_cpu_sampling(sampling);
+        assert_eq!(probes.cpu_samples(pid), None, "sampling stopped");
+        splits.push(split);
+    }
+    eprintln!("dd bs=1: {:?}; sha256sum: {:?}", splits[0], splits[1]);
+    assert!(
+        splits[0].kernel > splits[0].user,
+        "dd bs=1: {:?}",
+        splits[0]
+    );
+    assert!(
+        splits[1].user > 4 * splits[1].kernel,
+        "sha256sum: {:?}",
+        splits[1]
+    );
+}
+
 #[test]
 fn unsupported_go_version_is_refused_clearly() {
     // Go 1.20 has no table: the error names the version and the supported ones.
