@@ -24,8 +24,8 @@ sharing one CPU:\n\
   workload: gowork -mode mixed (channels, mutex, allocation, a forced GC every 25 loops), \
 its loop rate read from its progress lines;\n\
   http: gowork -mode http, each twin under its own `wrk -c --connections -d --seconds` on \
-127.0.0.1, requests/s; the two are held to --http-cores of a core between them by a \
-cgroup CPU quota, so each is busy all the time and requests/s follows its CPU per request.\n\
+127.0.0.1, requests/s; each is held to --http-cores of a core by a cgroup CPU quota, so \
+it is busy all the time and requests/s follows its CPU per request.\n\
 Each of --repeat rounds measures both twins over the same --seconds in three modes: \
 neither probed (the method's own noise), one twin with the always-on probes, and one twin \
 in a park-profile window (the profile reads the process's CPU for --calibration seconds \
@@ -59,9 +59,9 @@ pub struct BenchArgs {
     /// wrk connections.
     #[arg(long, default_value_t = 8)]
     pub connections: u32,
-    /// CPU (in cores) the two HTTP twins get between them, through a cgroup's CPU
-    /// quota, so that each is busy all the time; 0 for no limit.
-    #[arg(long, default_value_t = 0.5)]
+    /// CPU (in cores) each HTTP twin gets, through a cgroup's CPU quota, so that it is
+    /// busy all the time; 0 for no limit.
+    #[arg(long, default_value_t = 0.25)]
     pub http_cores: f64,
     /// Run the target on the same CPUs as everything else.
     #[arg(long)]
@@ -488,7 +488,11 @@ impl Target {
 /// the other the control. Whatever else the machine does in that interval (on this VM a
 /// pinned loop's speed drifts by up to 2× over tens of seconds) slows both alike, so
 /// their ratio is the probes' cost; with both unprobed it shows the method's own noise.
-struct Twins([Target; 2]);
+struct Twins(
+    [Target; 2],
+    /// Each twin's CPU quota; dropped after the twins (field order), when empty.
+    Vec<CpuLimit>,
+);
 
 impl Twins {
     fn start(
@@ -496,15 +500,20 @@ impl Twins {
         http: bool,
         connections: u32,
         place: Placement,
-        limit: Option<&CpuLimit>,
+        cores_each: Option<f64>,
     ) -> anyhow::Result<Twins> {
-        let twins = Twins([
-            Target::start(bin, http, connections, place)?,
-            Target::start(bin, http, connections, place)?,
-        ]);
-        if let Some(limit) = limit {
-            for t in &twins.0 {
+        let mut twins = Twins(
+            [
+                Target::start(bin, http, connections, place)?,
+                Target::start(bin, http, connections, place)?,
+            ],
+            Vec::new(),
+        );
+        if let Some(cores) = cores_each {
+            for (i, t) in twins.0.iter().enumerate() {
+                let limit = CpuLimit::new(&format!("twin{i}"), cores)?;
                 limit.add(t.pid())?;
+                twins.1.push(limit);
             }
         }
         // Warm both up (heap, connections) before measuring.
@@ -520,12 +529,13 @@ impl Twins {
     }
 }
 
-/// A CPU-bandwidth cgroup holding the HTTP twins to a fixed share of a core between
-/// them. Unlimited, the services are not the bottleneck (the two wrk clients on the other
-/// core are), so their requests/s follow how that core is shared: ±60 % between twins
-/// with nothing probed. Held below what wrk can drive, each twin is busy all the time,
-/// as a service in a container at its CPU limit is, and requests/s measures its CPU
-/// per request.
+/// A CPU-bandwidth cgroup holding an HTTP twin to a fixed share of a core. Unlimited,
+/// the services are not the bottleneck (the two wrk clients on the other core are), so
+/// their requests/s follow how that core is shared: ±60 % between twins with nothing
+/// probed. Held below what wrk can drive, each twin is busy all the time with the same
+/// CPU, as a service in a container at its CPU limit is, and requests/s measures its CPU
+/// per request. (One quota for both let the probed twin take 8 % more CPU than the
+/// control: the scheduler shares by thread, not by process.)
 struct CpuLimit {
     dir: PathBuf,
 }
@@ -534,8 +544,8 @@ impl CpuLimit {
     /// Scheduling period of the quota: short, so that a 4 s measurement spans hundreds.
     const PERIOD_US: u64 = 20_000;
 
-    fn new(cores: f64) -> anyhow::Result<CpuLimit> {
-        let name = format!("lastmile-bench-{}", std::process::id());
+    fn new(tag: &str, cores: f64) -> anyhow::Result<CpuLimit> {
+        let name = format!("lastmile-bench-{}-{tag}", std::process::id());
         let quota = ((cores * Self::PERIOD_US as f64) as u64).max(1000);
         let v2 = Path::new("/sys/fs/cgroup");
         let v2_cpu = std::fs::read_to_string(v2.join("cgroup.controllers"))
@@ -741,20 +751,20 @@ fn run_blocking(args: &BenchArgs) -> anyhow::Result<()> {
             name,
             ..Default::default()
         };
-        let limit = match (http, args.http_cores) {
-            (true, cores) if cores > 0.0 => match CpuLimit::new(cores) {
-                Ok(l) => {
-                    eprintln!("http twins held to {cores} of a core between them");
-                    Some(l)
+        let cores_each = (http && args.http_cores > 0.0).then_some(args.http_cores);
+        let twins = match Twins::start(&bin, http, args.connections, place, cores_each) {
+            Ok(t) => {
+                if let Some(c) = cores_each {
+                    eprintln!("http twins held to {c} of a core each (cgroup CPU quota)");
                 }
-                Err(e) => {
-                    eprintln!("http twins unlimited ({e:#}): their requests/s is noisy");
-                    None
-                }
-            },
-            _ => None,
+                t
+            }
+            Err(e) if cores_each.is_some() => {
+                eprintln!("http twins unlimited ({e:#}): their requests/s is noisy");
+                Twins::start(&bin, http, args.connections, place, None)?
+            }
+            Err(e) => return Err(e),
         };
-        let twins = Twins::start(&bin, http, args.connections, place, limit.as_ref())?;
         for round in 0..args.repeat {
             // The probed twin and the order of the modes change from round to round.
             let probed = round % 2;

@@ -24,9 +24,11 @@ attaches eBPF uprobes by file offset to the Go runtime's GC and stop-the-world f
 with the process's labels (job, instance, pid, go_version, and --label).\n\n\
 --park-profile D probes gopark/ready for a window of D: every goroutine block and wake-up \
 hits a probe (~1.5–3 µs each here), so a busy process slows down. The process's CPU is read \
-for a second without these probes and a second with them, then the expected overhead is \
-printed (its CPU per user-CPU-second, probed against unprobed: a probe hit is system time), \
-and at the end \
+for a second without these probes and a second with them (longer, up to 4 s, until it has \
+used a second of user CPU), then the expected overhead is printed: the rise in its CPU per \
+unit of work, work being its read/write calls when it makes them often (a service: about \
+one per request) and otherwise its user-mode CPU (a probe hit is kernel time; the split is \
+sampled at 4 kHz). At the end it prints \
 the measured event rate, the top wait reasons with blocked time, and the top blocking \
 stacks. --alloc-profile D records the allocations Go's own memory profiler samples \
 (runtime.MemProfileRate) with their stacks.\n\n\

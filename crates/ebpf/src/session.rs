@@ -103,23 +103,52 @@ pub struct OverheadEstimate {
     pub hits_x_cost_overhead: f64,
 }
 
-/// A process's CPU over an interval, as /proc/PID/stat accounts it.
+/// A process's CPU over an interval, as /proc/PID/stat accounts it, and the read/write
+/// system calls it made (/proc/PID/io).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct CpuUse {
     pub user_secs: f64,
     pub system_secs: f64,
     pub wall_secs: f64,
+    pub io_calls: u64,
+    /// Where the user/system split comes from: /proc's ticks, or CPU-clock samples.
+    pub split_sampled: bool,
+}
+
+/// A process's /proc counters at one instant.
+#[derive(Clone, Copy, Debug)]
+struct ProcCounters {
+    user_secs: f64,
+    system_secs: f64,
+    io_calls: u64,
+}
+
+impl ProcCounters {
+    fn read(pid: u32) -> Option<ProcCounters> {
+        let (user_secs, system_secs) = proc_cpu_split(pid)?;
+        Some(ProcCounters {
+            user_secs,
+            system_secs,
+            io_calls: proc_io_calls(pid).unwrap_or(0),
+        })
+    }
+
+    fn split(self) -> (f64, f64) {
+        (self.user_secs, self.system_secs)
+    }
 }
 
 impl CpuUse {
-    /// The CPU `pid` used between `before` (its /proc split then) and now.
-    fn since(pid: u32, before: Option<(f64, f64)>, started: Instant) -> Option<CpuUse> {
-        let (u0, s0) = before?;
-        let (u1, s1) = proc_cpu_split(pid)?;
+    /// What `pid` used between `before` and now.
+    fn since(pid: u32, before: Option<ProcCounters>, started: Instant) -> Option<CpuUse> {
+        let b = before?;
+        let now = ProcCounters::read(pid)?;
         Some(CpuUse {
-            user_secs: (u1 - u0).max(0.0),
-            system_secs: (s1 - s0).max(0.0),
+            user_secs: (now.user_secs - b.user_secs).max(0.0),
+            system_secs: (now.system_secs - b.system_secs).max(0.0),
             wall_secs: started.elapsed().as_secs_f64().max(1e-3),
+            io_calls: now.io_calls.saturating_sub(b.io_calls),
+            split_sampled: false,
         })
     }
 
@@ -134,10 +163,25 @@ impl CpuUse {
         CpuUse {
             user_secs: total * samples.user as f64 / n,
             system_secs: total * samples.kernel as f64 / n,
-            wall_secs: self.wall_secs,
+            split_sampled: true,
+            ..self
         }
     }
+
+    /// Whether its read/write calls count its work: enough of them, and frequent for the
+    /// CPU it used (a service reads and writes per request; a batch job's few calls, on a
+    /// timer, say nothing of its work).
+    fn io_counts_work(&self) -> bool {
+        self.io_calls >= IO_WORK_MIN_CALLS
+            && self.io_calls as f64 >= IO_WORK_MIN_PER_CPU_SECOND * self.total()
+    }
 }
+
+/// Read/write calls an interval needs, in all and per CPU-second (one per millisecond
+/// of CPU; the HTTP fixture makes one per ~10 µs, the mixed workload one per ~45 ms), for
+/// the estimate to count work in them.
+const IO_WORK_MIN_CALLS: u64 = 1000;
+const IO_WORK_MIN_PER_CPU_SECOND: f64 = 1000.0;
 
 /// Least user-mode CPU samples a calibration interval needs for its sampled split to be
 /// used (a tenth of a second at 4 kHz); fewer fall back to /proc's split.
@@ -626,14 +670,14 @@ impl Watcher {
         let samples0 = self.probes.cpu_samples(pid);
         // The process unprobed, for as long as the calibration lasts: what it spends per
         // unit of work without these probes.
-        let (unprobed_from, unprobed_split) = (Instant::now(), proc_cpu_split(pid));
+        let (unprobed_from, unprobed_counters) = (Instant::now(), ProcCounters::read(pid));
         self.calibrate(
             pid,
             calibration,
-            unprobed_split,
+            unprobed_counters.map(ProcCounters::split),
             calibration * CALIBRATION_STRETCH,
         );
-        let unprobed = CpuUse::since(pid, unprobed_split, unprobed_from);
+        let unprobed = CpuUse::since(pid, unprobed_counters, unprobed_from);
         let samples1 = self.probes.cpu_samples(pid);
         let start_unix_ms = unix_ms();
         let hits0 = hits(&self.probes);
@@ -642,11 +686,11 @@ impl Watcher {
         // Read after the attach, which takes a while: the process ran unprobed meanwhile.
         let (t0, cpu0, samples2) = (
             Instant::now(),
-            proc_cpu_split(pid),
+            ProcCounters::read(pid),
             self.probes.cpu_samples(pid),
         );
         let longest = (calibration * CALIBRATION_STRETCH).min(window);
-        self.calibrate(pid, calibration, cpu0, longest);
+        self.calibrate(pid, calibration, cpu0.map(ProcCounters::split), longest);
         let samples3 = self.probes.cpu_samples(pid);
         if let Some(s) = sampling {
             self.probes.stop_cpu_sampling(s);
@@ -683,14 +727,7 @@ impl Watcher {
                     (Some(sb), Some(sp))
                         if sb.user >= MIN_SAMPLED_USER && sp.user >= MIN_SAMPLED_USER =>
                     {
-                        let mut e = estimate_from_cpu(
-                            before.split_as(sb),
-                            probed.split_as(sp),
-                            rate,
-                            fallback,
-                        );
-                        e.basis = "observed (4 kHz samples)";
-                        e
+                        estimate_from_cpu(before.split_as(sb), probed.split_as(sp), rate, fallback)
                     }
                     _ => estimate_from_cpu(before, probed, rate, fallback),
                 }
@@ -895,26 +932,45 @@ pub fn estimate_overhead(
     }
 }
 
-/// Expected slowdown from what the probes did to the process itself. A probe hit is a
-/// trap into the kernel, charged to the process as system time, while its own work runs
-/// as user time; so the CPU the process spends per user-second, probed (`probed`) against
-/// just before (`before`), is what each unit of its work now costs. This sees what a hit
+/// Expected slowdown from what the probes did to the process itself: the CPU each unit of
+/// its work costs, probed (`probed`) against just before (`before`). This sees what a hit
 /// costs *there* — its stack depth, its threads trapping at once, the caches it evicts —
 /// which one hit timed on lastmile misses (that figure undershot by 1.5–3× on busy Go
-/// services). Too little user CPU to split falls back to `fallback` (hits × cost).
+/// services). Work is counted in one of two ways:
+/// - a service's read/write calls (one or two per request): CPU per call;
+/// - otherwise its user-mode CPU: a probe hit is a trap, charged as system time, so CPU
+///   per user-second. This misses what the traps do to user code (on the HTTP fixture its
+///   user CPU per request rose 23 % under the park probes), hence the first way where it
+///   applies.
+///
+/// Too little user CPU to split falls back to `fallback` (hits × cost).
 pub fn estimate_from_cpu(
     before: CpuUse,
     probed: CpuUse,
     events_per_second: f64,
     fallback: OverheadEstimate,
 ) -> OverheadEstimate {
-    if before.user_secs < MIN_OBSERVED_USER_SECS || probed.user_secs < MIN_OBSERVED_USER_SECS {
+    let (work_before, work_probed, basis) = if before.io_counts_work() && probed.io_counts_work() {
+        (
+            before.io_calls as f64,
+            probed.io_calls as f64,
+            "observed: CPU per read/write call",
+        )
+    } else if before.user_secs >= MIN_OBSERVED_USER_SECS
+        && probed.user_secs >= MIN_OBSERVED_USER_SECS
+    {
+        let basis = if before.split_sampled && probed.split_sampled {
+            "observed: CPU per user-CPU second (4 kHz samples)"
+        } else {
+            "observed: CPU per user-CPU second (/proc ticks)"
+        };
+        (before.user_secs, probed.user_secs, basis)
+    } else {
         return fallback;
-    }
-    let per_user_before = before.total() / before.user_secs;
-    let per_user_probed = probed.total() / probed.user_secs;
-    let probe_cores =
-        (probed.total() - probed.user_secs * per_user_before).max(0.0) / probed.wall_secs;
+    };
+    let per_work_before = before.total() / work_before;
+    let per_work_probed = probed.total() / work_probed;
+    let probe_cores = (probed.total() - work_probed * per_work_before).max(0.0) / probed.wall_secs;
     OverheadEstimate {
         events_per_second,
         probe_cost_us: if events_per_second > 0.0 {
@@ -923,8 +979,8 @@ pub fn estimate_from_cpu(
             0.0
         },
         process_cpu_cores: probed.total() / probed.wall_secs,
-        expected_overhead: (per_user_probed / per_user_before - 1.0).max(0.0),
-        basis: "observed (/proc ticks)",
+        expected_overhead: (per_work_probed / per_work_before - 1.0).max(0.0),
+        basis,
         hits_x_cost_overhead: fallback.expected_overhead,
     }
 }
@@ -1033,6 +1089,17 @@ pub fn proc_cpu_split(pid: u32) -> Option<(f64, f64)> {
     Some((utime / hz, stime / hz))
 }
 
+/// Read and write system calls a process has made (syscr + syscw of /proc/PID/io).
+pub fn proc_io_calls(pid: u32) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    let field = |name: &str| {
+        io.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    Some(field("syscr:")? + field("syscw:")?)
+}
+
 /// Processes whose command name or executable file name equals `name`.
 pub fn pids_by_name(name: &str) -> Vec<u32> {
     let mut out = Vec::new();
@@ -1092,12 +1159,13 @@ mod tests {
             user_secs,
             system_secs,
             wall_secs: 2.0,
+            ..CpuUse::default()
         };
         let fallback = estimate_overhead(1000.0, Duration::from_micros(10), 1.0);
         // One core busy; probed, half of what was user time goes to traps: each unit of
         // work now costs 1.0/0.45 CPU-seconds instead of 1.0/0.9 → +100 %.
         let e = estimate_from_cpu(cpu(1.8, 0.2), cpu(0.9, 1.1), 50_000.0, fallback.clone());
-        assert_eq!(e.basis, "observed (/proc ticks)");
+        assert_eq!(e.basis, "observed: CPU per user-CPU second (/proc ticks)");
         assert!((e.expected_overhead - 1.0).abs() < 1e-9, "{e:?}");
         // Probe CPU: 2.0 - 0.9 × (2.0/1.8) = 1.0 s over 2 s → 0.5 cores / 50k hits/s = 10 µs.
         assert!((e.probe_cost_us - 10.0).abs() < 1e-9, "{e:?}");
@@ -1105,6 +1173,32 @@ mod tests {
         let idle = estimate_from_cpu(cpu(0.01, 0.0), cpu(0.01, 0.01), 10.0, fallback.clone());
         assert_eq!(idle.basis, "hits x cost");
         assert_eq!(idle.expected_overhead, fallback.expected_overhead);
+    }
+
+    #[test]
+    fn overhead_of_a_service_is_counted_per_read_write_call() {
+        let fallback = estimate_overhead(1000.0, Duration::from_micros(10), 1.0);
+        let use_ = |user_secs, system_secs, io_calls| CpuUse {
+            user_secs,
+            system_secs,
+            wall_secs: 2.0,
+            io_calls,
+            split_sampled: true,
+        };
+        // A service at its CPU limit: 0.5 s of CPU per 50k calls unprobed, per 30k probed:
+        // +66.7 %, where CPU per user-second (its user code slowed too) says +38.9 %.
+        let before = use_(0.25, 0.25, 50_000);
+        let probed = use_(0.18, 0.32, 30_000);
+        let e = estimate_from_cpu(before, probed, 20_000.0, fallback.clone());
+        assert_eq!(e.basis, "observed: CPU per read/write call");
+        assert!((e.expected_overhead - 2.0 / 3.0).abs() < 1e-9, "{e:?}");
+        // Probe CPU: 0.5 - 30k × 10 µs = 0.2 s over 2 s → 0.1 cores / 20k hits/s = 5 µs.
+        assert!((e.probe_cost_us - 5.0).abs() < 1e-9, "{e:?}");
+        // A batch job's few calls (one per 100 ms) do not count its work: user CPU does.
+        let batch = |user_secs, system_secs| use_(user_secs, system_secs, 20);
+        let e = estimate_from_cpu(batch(0.9, 0.1), batch(0.8, 0.2), 20_000.0, fallback);
+        assert_eq!(e.basis, "observed: CPU per user-CPU second (4 kHz samples)");
+        assert!((e.expected_overhead - 0.125).abs() < 1e-9, "{e:?}");
     }
 
     #[test]
