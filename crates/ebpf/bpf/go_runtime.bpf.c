@@ -464,10 +464,10 @@ int go_alloc_sample(struct pt_regs *ctx)
     return 0;
 }
 
-/* CPU-clock samples of a process being calibrated for a profile, in user mode and in the
- * kernel: its user/system split at the sampling rate (kHz) rather than /proc's 250 Hz
- * tick, which at a second of CPU left the overhead estimate ±20 % apart between windows.
- * Only processes user space entered here are counted. */
+/* CPU-clock samples (every CPU, a few kHz) that land in a process being calibrated for a
+ * profile, in user mode and in the kernel: its user/system split at 16 times /proc's
+ * 250 Hz tick, which at a second of CPU left the overhead estimate ±20 % apart between
+ * windows. Only processes user space entered here are counted. */
 struct cpu_split {
     __u64 user;
     __u64 kernel;

@@ -27,7 +27,7 @@ hits a probe (~1.5–3 µs each here), so a busy process slows down. The process
 for a second without these probes and a second with them (longer, up to 4 s, until it has \
 used a second of user CPU), then the expected overhead is printed: the rise in its CPU per \
 unit of work, work being its read/write calls when it makes them often (a service: about \
-one per request) and otherwise its user-mode CPU (a probe hit is kernel time; the split is \
+one or two per request) and otherwise its user-mode CPU (a probe hit is kernel time; the split is \
 sampled at 4 kHz). At the end it prints \
 the measured event rate, the top wait reasons with blocked time, and the top blocking \
 stacks. --alloc-profile D records the allocations Go's own memory profiler samples \

@@ -6,7 +6,7 @@
 //! out of a session leaves probes behind.
 
 use std::num::NonZeroU32;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use aya::Ebpf;
@@ -354,7 +354,7 @@ pub struct RuntimeProbes {
     events: RingBuf<MapData>,
 }
 
-/// How often a calibrating process's threads are sampled: 4 kHz, 16 times /proc's tick.
+/// How often each CPU is sampled while a process calibrates: 4 kHz, 16 times /proc's tick.
 pub const CPU_SAMPLE_PERIOD: std::time::Duration = std::time::Duration::from_micros(250);
 
 /// CPU-clock sampling of one process, from [`RuntimeProbes::start_cpu_sampling`].
@@ -522,14 +522,14 @@ impl RuntimeProbes {
             .map_err(|e: aya::programs::ProgramError| ProbeError::Load(e.to_string()))
     }
 
-    /// Starts sampling the CPU clock of every thread of `pid` (and threads they start)
-    /// every [`CPU_SAMPLE_PERIOD`], counting samples in user mode and in the kernel.
+    /// Starts sampling every CPU's clock every [`CPU_SAMPLE_PERIOD`], counting the
+    /// samples that land in `pid` in user mode and in the kernel. Per CPU, not per thread:
+    /// a per-thread clock restarts when its thread is switched back in, in the kernel, and
+    /// read that process's unprobed kernel share 1.1-1.8 % where /proc's ticks and
+    /// per-CPU samples read 0.5-0.9 %; it would also miss threads started meanwhile.
     pub fn start_cpu_sampling(&mut self, pid: u32) -> Result<CpuSampling, ProbeError> {
         let err = |reason: String| ProbeError::Sampling { pid, reason };
-        let tids: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))
-            .map_err(|e| err(e.to_string()))?
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .collect();
+        let cpus = aya::util::online_cpus().map_err(|(what, e)| err(format!("{what}: {e}")))?;
         let map = self
             .ebpf
             .map_mut("cpu_samples")
@@ -539,25 +539,20 @@ impl RuntimeProbes {
             .map_err(|e| err(e.to_string()))?;
         let mut sampling = CpuSampling {
             pid,
-            links: Vec::with_capacity(tids.len()),
+            links: Vec::with_capacity(cpus.len()),
         };
-        for tid in tids {
+        for cpu in cpus {
             let attached = self.perf_event("cpu_sample").and_then(|p| {
                 p.attach(
                     PerfEventConfig::Software(SoftwareEvent::CpuClock),
-                    PerfEventScope::OneProcess {
-                        pid: tid,
-                        cpu: None,
-                    },
+                    PerfEventScope::AllProcessesOneCpu { cpu },
                     SamplePolicy::Period(CPU_SAMPLE_PERIOD.as_nanos() as u64),
-                    true,
+                    false,
                 )
-                .map_err(|e| err(error_chain(&e)))
+                .map_err(|e| err(format!("CPU {cpu}: {}", error_chain(&e))))
             });
             match attached {
                 Ok(id) => sampling.links.push(id),
-                // A thread that exited since the listing.
-                Err(_) if !Path::new(&format!("/proc/{pid}/task/{tid}")).exists() => {}
                 Err(e) => {
                     self.stop_cpu_sampling(sampling);
                     return Err(e);
