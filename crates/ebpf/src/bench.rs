@@ -785,14 +785,15 @@ fn run_blocking(args: &BenchArgs) -> anyhow::Result<()> {
                 r.control_cpu_us_per_op.push(res.control_cpu_us_per_op);
                 if let Some(e) = &res.estimate {
                     eprintln!(
-                        "round {} {name}: park profile expected +{:.1}% ({}, {:.0} hits/s, {:.1} µs per hit, {:.2} cores; hits x cost: +{:.1}%)",
+                        "round {} {name}: park profile expected +{:.1}% ({}, {:.0} hits/s, {:.1} µs per hit, {:.2} cores; hits x cost: +{:.1}%, kernel time: +{:.1}%)",
                         round + 1,
                         e.expected_overhead * 100.0,
                         e.basis,
                         e.events_per_second,
                         e.probe_cost_us,
                         e.process_cpu_cores,
-                        e.hits_x_cost_overhead * 100.0
+                        e.hits_x_cost_overhead * 100.0,
+                        e.kernel_time_overhead.unwrap_or(f64::NAN) * 100.0
                     );
                     r.expected.push(e.expected_overhead);
                     r.hits_x_cost_expected.push(e.hits_x_cost_overhead);

@@ -68,25 +68,57 @@ fn time_calls() -> Duration {
     thread_cpu().saturating_sub(t)
 }
 
-/// Cost of one hit of a BPF program (trap plus program): `go_gopark` walks the stack,
-/// `go_ready` only looks up a map. Falls back to 1.5 µs, measured on the development VMs,
-/// when this binary has no symbols.
+/// What one hit of a BPF program costs here: in all (trap plus program) and the program's
+/// own run time, which the kernel counts. `go_gopark` walks the stack, `go_ready` only
+/// looks up a map. Falls back to 1.5 µs in all, measured on the development VMs, when this
+/// binary has no symbols.
 pub fn probe_cost(
     probes: &mut RuntimeProbes,
     program: &'static str,
-) -> Result<Duration, ProbeError> {
+) -> Result<HitCost, ProbeError> {
     let (exe, offset) = match own_offset() {
         Ok(x) => x,
         Err(reason) => {
             tracing::warn!(%reason, "cannot measure the uprobe cost; assuming 1.5 µs per hit");
-            return Ok(Duration::from_nanos(1500));
+            return Ok(HitCost {
+                total: Duration::from_nanos(1500),
+                program: None,
+            });
         }
     };
     let base = time_calls().min(time_calls());
     let links = probes.attach_raw(program, Path::new(&exe), offset, std::process::id())?;
+    let stats_on = crate::probes::enable_run_stats();
+    let runs0 = probes.run_stats(program);
     let probed = time_calls().min(time_calls());
+    let runs1 = probes.run_stats(program);
+    drop(stats_on);
     probes.detach(links)?;
     probes.clear_park(Some(std::process::id()));
     probes.clear_alloc(Some(std::process::id()));
-    Ok(probed.saturating_sub(base) / CALLS)
+    Ok(HitCost {
+        total: probed.saturating_sub(base) / CALLS,
+        program: runs0.zip(runs1).and_then(|(a, b)| a.mean_until(b)),
+    })
+}
+
+/// One probe hit's cost measured on lastmile.
+#[derive(Clone, Copy, Debug)]
+pub struct HitCost {
+    /// Trap and program together.
+    pub total: Duration,
+    /// The program's own run time, when the kernel's run statistics could be read.
+    pub program: Option<Duration>,
+}
+
+impl HitCost {
+    /// The hit's cost in another process whose runs of the program took `program_there`:
+    /// the trap as measured here plus the program as it ran there (its stack depth and
+    /// its maps are that process's).
+    pub fn with_program_time(self, program_there: Option<Duration>) -> Duration {
+        match (self.program, program_there) {
+            (Some(here), Some(there)) => self.total.saturating_sub(here) + there,
+            _ => self.total,
+        }
+    }
 }

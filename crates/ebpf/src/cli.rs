@@ -25,10 +25,10 @@ with the process's labels (job, instance, pid, go_version, and --label).\n\n\
 --park-profile D probes gopark/ready for a window of D: every goroutine block and wake-up \
 hits a probe (~1.5–3 µs each here), so a busy process slows down. The process's CPU is read \
 for a second without these probes and a second with them (longer, up to 4 s, until it has \
-used a second of user CPU), then the expected overhead is printed: the rise in its CPU per \
-unit of work, work being its read/write calls when it makes them often (a service: about \
-one or two per request) and otherwise its user-mode CPU (a probe hit is kernel time; the split is \
-sampled at 4 kHz). At the end it prints \
+used a second of user CPU), then the expected overhead is printed: for a service making \
+read/write calls often (one or two per request), the rise in its CPU per call; otherwise the \
+probe hits seen × each hit's cost (the trap as timed on lastmile, the BPF program's run time \
+as the kernel counted it in that process). At the end it prints \
 the measured event rate, the top wait reasons with blocked time, and the top blocking \
 stacks. --alloc-profile D records the allocations Go's own memory profiler samples \
 (runtime.MemProfileRate) with their stacks.\n\n\

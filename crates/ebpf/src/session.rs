@@ -98,9 +98,12 @@ pub struct OverheadEstimate {
     pub expected_overhead: f64,
     /// How the estimate was made (see [`estimate_from_cpu`]).
     pub basis: &'static str,
-    /// The estimate from probe hits × one hit's cost measured on lastmile, whichever
-    /// basis was chosen (for comparison).
+    /// The estimate from probe hits × one hit's cost, whichever basis was chosen (for
+    /// comparison).
     pub hits_x_cost_overhead: f64,
+    /// The estimate from the process's kernel time per user-CPU second, when it used
+    /// enough CPU to read (for comparison).
+    pub kernel_time_overhead: Option<f64>,
 }
 
 /// A process's CPU over an interval, as /proc/PID/stat accounts it, and the read/write
@@ -269,7 +272,7 @@ pub struct Watcher {
     park_site_totals: HashMap<u32, HashMap<(String, String), u64>>,
     alloc_site_totals: HashMap<u32, HashMap<String, u64>>,
     /// Measured cost of one hit, per BPF program.
-    probe_costs: HashMap<&'static str, Duration>,
+    probe_costs: HashMap<&'static str, crate::calibrate::HitCost>,
 }
 
 impl Watcher {
@@ -594,14 +597,15 @@ impl Watcher {
     pub fn measure_probe_cost_of(
         &mut self,
         program: &'static str,
-    ) -> Result<Duration, SessionError> {
+    ) -> Result<crate::calibrate::HitCost, SessionError> {
         if let Some(c) = self.probe_costs.get(program) {
             return Ok(*c);
         }
         let cost = crate::calibrate::probe_cost(&mut self.probes, program)?;
         tracing::info!(
             program,
-            cost_us = cost.as_secs_f64() * 1e6,
+            cost_us = cost.total.as_secs_f64() * 1e6,
+            program_us = cost.program.map(|p| p.as_secs_f64() * 1e6),
             "measured uprobe hit cost"
         );
         self.probe_costs.insert(program, cost);
@@ -610,7 +614,7 @@ impl Watcher {
 
     /// Cost of one park-probe hit (gopark, the costlier of the two park programs).
     pub fn measure_probe_cost(&mut self) -> Result<Duration, SessionError> {
-        self.measure_probe_cost_of("go_gopark")
+        Ok(self.measure_probe_cost_of("go_gopark")?.total)
     }
 
     /// Runs one park or allocation profile window on a watched process. The process's CPU
@@ -690,30 +694,50 @@ impl Watcher {
             self.probes.cpu_samples(pid),
         );
         let longest = (calibration * CALIBRATION_STRETCH).min(window);
+        // The programs' run time in this process, for the hits × cost estimate.
+        let stats_on = crate::probes::enable_run_stats();
+        let runs0: Vec<_> = programs
+            .iter()
+            .map(|(_, p)| self.probes.run_stats(p))
+            .collect();
         self.calibrate(pid, calibration, cpu0.map(ProcCounters::split), longest);
+        let runs1: Vec<_> = programs
+            .iter()
+            .map(|(_, p)| self.probes.run_stats(p))
+            .collect();
+        drop(stats_on);
         let samples3 = self.probes.cpu_samples(pid);
         if let Some(s) = sampling {
             self.probes.stop_cpu_sampling(s);
         }
         let hits_cal = hits(&self.probes) - hits0;
         let cal_secs = t0.elapsed().as_secs_f64().max(1e-3);
-        // Probe CPU in the calibration interval, each program at its own cost.
+        // Probe CPU in the calibration interval, each program at its own cost: the trap as
+        // timed on lastmile, the program as it ran in this process.
+        let mut in_process = true;
         let probe_secs: f64 = costs
             .iter()
             .zip(&per_counter0)
-            .map(|((c, cost), before)| {
-                (self.probes.counter(*c) - before) as f64 * cost.as_secs_f64()
+            .zip(runs0.iter().zip(&runs1))
+            .map(|(((c, cost), before), (r0, r1))| {
+                let hits = self.probes.counter(*c) - before;
+                let there = r0.zip(*r1).and_then(|(a, b)| a.mean_until(b));
+                in_process &= (there.is_some() && cost.program.is_some()) || hits == 0;
+                hits as f64 * cost.with_program_time(there).as_secs_f64()
             })
             .sum();
         let cost = if hits_cal > 0 {
             Duration::from_secs_f64(probe_secs / hits_cal as f64)
         } else {
-            costs[0].1
+            costs[0].1.total
         };
         let probed = CpuUse::since(pid, cpu0, t0);
         let rate = hits_cal as f64 / cal_secs;
-        let fallback =
+        let mut hits_x_cost =
             estimate_overhead(rate, cost, probed.map_or(0.0, |p| p.total() / p.wall_secs));
+        if in_process && hits_cal > 0 {
+            hits_x_cost.basis = HITS_X_COST_IN_PROCESS;
+        }
         let sampled = |from: Option<CpuSplit>, to: Option<CpuSplit>| {
             let (a, b) = (from?, to?);
             Some(CpuSplit {
@@ -727,12 +751,17 @@ impl Watcher {
                     (Some(sb), Some(sp))
                         if sb.user >= MIN_SAMPLED_USER && sp.user >= MIN_SAMPLED_USER =>
                     {
-                        estimate_from_cpu(before.split_as(sb), probed.split_as(sp), rate, fallback)
+                        estimate_from_cpu(
+                            before.split_as(sb),
+                            probed.split_as(sp),
+                            rate,
+                            hits_x_cost,
+                        )
                     }
-                    _ => estimate_from_cpu(before, probed, rate, fallback),
+                    _ => estimate_from_cpu(before, probed, rate, hits_x_cost),
                 }
             }
-            _ => fallback,
+            _ => hits_x_cost,
         };
         on_estimate(&estimate);
         self.sleep_draining(window.saturating_sub(t0.elapsed()), pid);
@@ -927,50 +956,70 @@ pub fn estimate_overhead(
         probe_cost_us: cost.as_secs_f64() * 1e6,
         process_cpu_cores: cpu_cores,
         expected_overhead: f / (1.0 - f),
-        basis: "hits x cost",
+        basis: HITS_X_COST,
         hits_x_cost_overhead: f / (1.0 - f),
+        kernel_time_overhead: None,
     }
 }
 
-/// Expected slowdown from what the probes did to the process itself: the CPU each unit of
-/// its work costs, probed (`probed`) against just before (`before`). This sees what a hit
-/// costs *there* — its stack depth, its threads trapping at once, the caches it evicts —
-/// which one hit timed on lastmile misses (that figure undershot by 1.5–3× on busy Go
-/// services). Work is counted in one of two ways:
-/// - a service's read/write calls (one or two per request): CPU per call;
-/// - otherwise its user-mode CPU: a probe hit is a trap, charged as system time, so CPU
-///   per user-second. This misses what the traps do to user code (on the HTTP fixture its
-///   user CPU per request rose 23 % under the park probes), hence the first way where it
-///   applies.
-///
-/// Too little user CPU to split falls back to `fallback` (hits × cost).
+/// Bases of an estimate (`OverheadEstimate::basis`).
+pub const HITS_X_COST: &str = "hits x cost";
+pub const HITS_X_COST_IN_PROCESS: &str =
+    "hits x cost (trap timed on lastmile, program in the process)";
+pub const PER_IO_CALL: &str = "observed: CPU per read/write call";
+
+/// The expected slowdown, from what the probed calibration showed of the process. A
+/// service's work is counted in its read/write calls (one or two per request), and the
+/// rise in its CPU per call is the estimate: it sees everything the probes cost, the
+/// traps' effect on the service's own code included (on the HTTP fixture its user CPU per
+/// request rose 23 % under the park probes). Otherwise `hits_x_cost`: the hits seen, each
+/// at the trap's cost timed on lastmile plus the program's run time in this process (the
+/// kernel's BPF run statistics; its stack depth and maps are this process's). The rise in
+/// kernel time per user-CPU second is reported beside it, and used only when the
+/// program's run time could not be read: it counts every extra kernel cycle but misses
+/// the process's own code changing speed (the mixed workload's user CPU per loop fell
+/// ~2 % while probed, so it read 13-16 % for a measured 10-11 %).
 pub fn estimate_from_cpu(
     before: CpuUse,
     probed: CpuUse,
     events_per_second: f64,
-    fallback: OverheadEstimate,
+    hits_x_cost: OverheadEstimate,
 ) -> OverheadEstimate {
-    let (work_before, work_probed, basis) = if before.io_counts_work() && probed.io_counts_work() {
+    // (overhead, probe cores) with work counted as `work_before`/`work_probed`.
+    let reading = |work_before: f64, work_probed: f64| {
+        let per_work_before = before.total() / work_before;
+        let per_work_probed = probed.total() / work_probed;
+        let probe_cores =
+            (probed.total() - work_probed * per_work_before).max(0.0) / probed.wall_secs;
         (
-            before.io_calls as f64,
-            probed.io_calls as f64,
-            "observed: CPU per read/write call",
+            (per_work_probed / per_work_before - 1.0).max(0.0),
+            probe_cores,
         )
-    } else if before.user_secs >= MIN_OBSERVED_USER_SECS
-        && probed.user_secs >= MIN_OBSERVED_USER_SECS
-    {
+    };
+    let kernel_time = (before.user_secs >= MIN_OBSERVED_USER_SECS
+        && probed.user_secs >= MIN_OBSERVED_USER_SECS)
+        .then(|| reading(before.user_secs, probed.user_secs));
+    let (chosen, basis) = if before.io_counts_work() && probed.io_counts_work() {
+        (
+            reading(before.io_calls as f64, probed.io_calls as f64),
+            PER_IO_CALL,
+        )
+    } else if hits_x_cost.basis == HITS_X_COST_IN_PROCESS {
+        return OverheadEstimate {
+            kernel_time_overhead: kernel_time.map(|k| k.0),
+            ..hits_x_cost
+        };
+    } else if let Some(k) = kernel_time {
         let basis = if before.split_sampled && probed.split_sampled {
             "observed: CPU per user-CPU second (4 kHz samples)"
         } else {
             "observed: CPU per user-CPU second (/proc ticks)"
         };
-        (before.user_secs, probed.user_secs, basis)
+        (k, basis)
     } else {
-        return fallback;
+        return hits_x_cost;
     };
-    let per_work_before = before.total() / work_before;
-    let per_work_probed = probed.total() / work_probed;
-    let probe_cores = (probed.total() - work_probed * per_work_before).max(0.0) / probed.wall_secs;
+    let (expected_overhead, probe_cores) = chosen;
     OverheadEstimate {
         events_per_second,
         probe_cost_us: if events_per_second > 0.0 {
@@ -979,9 +1028,10 @@ pub fn estimate_from_cpu(
             0.0
         },
         process_cpu_cores: probed.total() / probed.wall_secs,
-        expected_overhead: (per_work_probed / per_work_before - 1.0).max(0.0),
+        expected_overhead,
         basis,
-        hits_x_cost_overhead: fallback.expected_overhead,
+        hits_x_cost_overhead: hits_x_cost.expected_overhead,
+        kernel_time_overhead: kernel_time.map(|k| k.0),
     }
 }
 
@@ -1171,7 +1221,7 @@ mod tests {
         assert!((e.probe_cost_us - 10.0).abs() < 1e-9, "{e:?}");
         // An idle process has no split worth reading: hits × cost.
         let idle = estimate_from_cpu(cpu(0.01, 0.0), cpu(0.01, 0.01), 10.0, fallback.clone());
-        assert_eq!(idle.basis, "hits x cost");
+        assert_eq!(idle.basis, HITS_X_COST);
         assert_eq!(idle.expected_overhead, fallback.expected_overhead);
     }
 
@@ -1196,9 +1246,30 @@ mod tests {
         assert!((e.probe_cost_us - 5.0).abs() < 1e-9, "{e:?}");
         // A batch job's few calls (one per 100 ms) do not count its work: user CPU does.
         let batch = |user_secs, system_secs| use_(user_secs, system_secs, 20);
-        let e = estimate_from_cpu(batch(0.9, 0.1), batch(0.8, 0.2), 20_000.0, fallback);
+        let e = estimate_from_cpu(batch(0.9, 0.1), batch(0.8, 0.2), 20_000.0, fallback.clone());
         assert_eq!(e.basis, "observed: CPU per user-CPU second (4 kHz samples)");
         assert!((e.expected_overhead - 0.125).abs() < 1e-9, "{e:?}");
+        // With the programs' run time read in the process, hits × cost is stated for the
+        // batch job, the kernel-time reading beside it.
+        let in_process = OverheadEstimate {
+            basis: HITS_X_COST_IN_PROCESS,
+            ..fallback
+        };
+        let e = estimate_from_cpu(
+            batch(0.9, 0.1),
+            batch(0.8, 0.2),
+            20_000.0,
+            in_process.clone(),
+        );
+        assert_eq!(e.basis, HITS_X_COST_IN_PROCESS);
+        assert_eq!(e.expected_overhead, in_process.expected_overhead);
+        assert!(
+            (e.kernel_time_overhead.unwrap() - 0.125).abs() < 1e-9,
+            "{e:?}"
+        );
+        // A service's calls still win over it.
+        let e = estimate_from_cpu(before, probed, 20_000.0, in_process);
+        assert_eq!(e.basis, PER_IO_CALL);
     }
 
     #[test]
