@@ -548,36 +548,39 @@ impl CpuLimit {
         let name = format!("lastmile-bench-{}-{tag}", std::process::id());
         let quota = ((cores * Self::PERIOD_US as f64) as u64).max(1000);
         let v2 = Path::new("/sys/fs/cgroup");
-        let v2_cpu = std::fs::read_to_string(v2.join("cgroup.controllers"))
-            .is_ok_and(|c| c.split_whitespace().any(|x| x == "cpu"));
-        if v2_cpu {
+        let v1 = Path::new("/sys/fs/cgroup/cpu");
+        // The hierarchy, and the files that set the quota in it.
+        let (root, settings) = if std::fs::read_to_string(v2.join("cgroup.controllers"))
+            .is_ok_and(|c| c.split_whitespace().any(|x| x == "cpu"))
+        {
             // Lets children of the root have the cpu controller (a no-op when enabled).
             std::fs::write(v2.join("cgroup.subtree_control"), "+cpu")
                 .context("cannot enable the cgroup v2 cpu controller")?;
-            let dir = v2.join(&name);
-            std::fs::create_dir(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            let limit = CpuLimit { dir };
-            std::fs::write(
-                limit.dir.join("cpu.max"),
-                format!("{quota} {}", Self::PERIOD_US),
-            )?;
-            return Ok(limit);
+            (
+                v2,
+                vec![("cpu.max", format!("{quota} {}", Self::PERIOD_US))],
+            )
+        } else if v1.join("cpu.cfs_quota_us").exists() {
+            (
+                v1,
+                vec![
+                    ("cpu.cfs_period_us", Self::PERIOD_US.to_string()),
+                    ("cpu.cfs_quota_us", quota.to_string()),
+                ],
+            )
+        } else {
+            bail!("no cgroup cpu controller (neither cgroup v2 nor v1's cpu hierarchy)")
+        };
+        let dir = root.join(&name);
+        std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        // From here on, dropping it removes the directory.
+        let limit = CpuLimit { dir };
+        for (file, value) in settings {
+            let path = limit.dir.join(file);
+            std::fs::write(&path, value)
+                .with_context(|| format!("cannot write {}", path.display()))?;
         }
-        let v1 = Path::new("/sys/fs/cgroup/cpu");
-        if v1.join("cpu.cfs_quota_us").exists() {
-            let dir = v1.join(&name);
-            std::fs::create_dir(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            let limit = CpuLimit { dir };
-            std::fs::write(
-                limit.dir.join("cpu.cfs_period_us"),
-                Self::PERIOD_US.to_string(),
-            )?;
-            std::fs::write(limit.dir.join("cpu.cfs_quota_us"), quota.to_string())?;
-            return Ok(limit);
-        }
-        bail!("no cgroup cpu controller (neither cgroup v2 nor v1's cpu hierarchy)")
+        Ok(limit)
     }
 
     /// Moves a process (all its threads) into the cgroup.

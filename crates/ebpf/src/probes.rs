@@ -354,6 +354,16 @@ pub struct RuntimeProbes {
     events: RingBuf<MapData>,
 }
 
+impl CpuSplit {
+    /// The samples counted since `earlier`.
+    pub fn since(self, earlier: CpuSplit) -> CpuSplit {
+        CpuSplit {
+            user: self.user.saturating_sub(earlier.user),
+            kernel: self.kernel.saturating_sub(earlier.kernel),
+        }
+    }
+}
+
 /// How often each CPU is sampled while a process calibrates: 4 kHz, 16 times /proc's tick.
 pub const CPU_SAMPLE_PERIOD: std::time::Duration = std::time::Duration::from_micros(250);
 
@@ -385,6 +395,17 @@ pub struct CpuSampling {
     links: Vec<PerfEventLinkId>,
 }
 
+/// A program of the object, as the kind of program it is.
+fn program_of<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, ProbeError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or_else(|| ProbeError::Load(format!("program {name} missing from object")))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| ProbeError::Load(e.to_string()))
+}
+
 /// Whether this build carries the BPF object, and if not, what was missing.
 pub fn availability() -> Result<(), ProbeError> {
     if OBJECT.is_empty() {
@@ -411,19 +432,11 @@ impl RuntimeProbes {
             "go_ready",
             "go_alloc_sample",
         ] {
-            let prog: &mut UProbe = ebpf
-                .program_mut(name)
-                .ok_or_else(|| ProbeError::Load(format!("program {name} missing from object")))?
-                .try_into()
-                .map_err(|e: aya::programs::ProgramError| ProbeError::Load(e.to_string()))?;
-            prog.load().map_err(|e| ProbeError::Load(error_chain(&e)))?;
+            program_of::<UProbe>(&mut ebpf, name)?
+                .load()
+                .map_err(|e| ProbeError::Load(error_chain(&e)))?;
         }
-        let sampler: &mut PerfEvent = ebpf
-            .program_mut("cpu_sample")
-            .ok_or_else(|| ProbeError::Load("program cpu_sample missing from object".into()))?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| ProbeError::Load(e.to_string()))?;
-        sampler
+        program_of::<PerfEvent>(&mut ebpf, "cpu_sample")?
             .load()
             .map_err(|e| ProbeError::Load(error_chain(&e)))?;
         let events = RingBuf::try_from(
@@ -453,7 +466,7 @@ impl RuntimeProbes {
         } in points
         {
             let offset = target.binary.file_offset(addr)?;
-            let result = self.uprobe(prog_name).and_then(|prog| {
+            let result = program_of::<UProbe>(&mut self.ebpf, prog_name).and_then(|prog| {
                 prog.attach(
                     UProbeAttachPoint {
                         location: UProbeAttachLocation::AbsoluteOffset(offset),
@@ -497,8 +510,7 @@ impl RuntimeProbes {
             path: path.to_owned(),
             reason: "pid 0".into(),
         })?;
-        let id = self
-            .uprobe(prog_name)?
+        let id = program_of::<UProbe>(&mut self.ebpf, prog_name)?
             .attach(
                 UProbeAttachPoint {
                     location: UProbeAttachLocation::AbsoluteOffset(offset),
@@ -522,7 +534,7 @@ impl RuntimeProbes {
     pub fn detach(&mut self, links: Links) -> Result<(), ProbeError> {
         let mut first_err = None;
         for (prog_name, id) in links.links {
-            let r = self.uprobe(prog_name).and_then(|p| {
+            let r = program_of::<UProbe>(&mut self.ebpf, prog_name).and_then(|p| {
                 p.detach(id).map_err(|e| ProbeError::Attach {
                     function: prog_name.to_owned(),
                     path: PathBuf::new(),
@@ -534,14 +546,6 @@ impl RuntimeProbes {
             }
         }
         first_err.map_or(Ok(()), Err)
-    }
-
-    fn uprobe(&mut self, name: &'static str) -> Result<&mut UProbe, ProbeError> {
-        self.ebpf
-            .program_mut(name)
-            .ok_or_else(|| ProbeError::Load(format!("program {name} missing")))?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| ProbeError::Load(e.to_string()))
     }
 
     /// Starts sampling every CPU's clock every [`CPU_SAMPLE_PERIOD`], counting the
@@ -564,7 +568,7 @@ impl RuntimeProbes {
             links: Vec::with_capacity(cpus.len()),
         };
         for cpu in cpus {
-            let attached = self.perf_event("cpu_sample").and_then(|p| {
+            let attached = program_of::<PerfEvent>(&mut self.ebpf, "cpu_sample").and_then(|p| {
                 p.attach(
                     PerfEventConfig::Software(SoftwareEvent::CpuClock),
                     PerfEventScope::AllProcessesOneCpu { cpu },
@@ -629,7 +633,7 @@ impl RuntimeProbes {
     }
 
     pub fn stop_cpu_sampling(&mut self, sampling: CpuSampling) {
-        if let Ok(p) = self.perf_event("cpu_sample") {
+        if let Ok(p) = program_of::<PerfEvent>(&mut self.ebpf, "cpu_sample") {
             for id in sampling.links {
                 let _ = p.detach(id);
             }
@@ -639,14 +643,6 @@ impl RuntimeProbes {
         {
             let _ = h.remove(&sampling.pid);
         }
-    }
-
-    fn perf_event(&mut self, name: &'static str) -> Result<&mut PerfEvent, ProbeError> {
-        self.ebpf
-            .program_mut(name)
-            .ok_or_else(|| ProbeError::Load(format!("program {name} missing")))?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| ProbeError::Load(e.to_string()))
     }
 
     /// Hands every queued ring-buffer event to `f`.

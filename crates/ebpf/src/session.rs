@@ -135,10 +135,6 @@ impl ProcCounters {
             io_calls: proc_io_calls(pid).unwrap_or(0),
         })
     }
-
-    fn split(self) -> (f64, f64) {
-        (self.user_secs, self.system_secs)
-    }
 }
 
 impl CpuUse {
@@ -678,7 +674,7 @@ impl Watcher {
         self.calibrate(
             pid,
             calibration,
-            unprobed_counters.map(ProcCounters::split),
+            unprobed_counters,
             calibration * CALIBRATION_STRETCH,
         );
         let unprobed = CpuUse::since(pid, unprobed_counters, unprobed_from);
@@ -700,7 +696,7 @@ impl Watcher {
             .iter()
             .map(|(_, p)| self.probes.run_stats(p))
             .collect();
-        self.calibrate(pid, calibration, cpu0.map(ProcCounters::split), longest);
+        self.calibrate(pid, calibration, cpu0, longest);
         let runs1: Vec<_> = programs
             .iter()
             .map(|(_, p)| self.probes.run_stats(p))
@@ -738,13 +734,7 @@ impl Watcher {
         if in_process && hits_cal > 0 {
             hits_x_cost.basis = HITS_X_COST_IN_PROCESS;
         }
-        let sampled = |from: Option<CpuSplit>, to: Option<CpuSplit>| {
-            let (a, b) = (from?, to?);
-            Some(CpuSplit {
-                user: b.user.saturating_sub(a.user),
-                kernel: b.kernel.saturating_sub(a.kernel),
-            })
-        };
+        let sampled = |from: Option<CpuSplit>, to: Option<CpuSplit>| Some(to?.since(from?));
         let estimate = match (unprobed, probed) {
             (Some(before), Some(probed)) => {
                 match (sampled(samples0, samples1), sampled(samples2, samples3)) {
@@ -887,14 +877,14 @@ impl Watcher {
         &mut self,
         pid: u32,
         shortest: Duration,
-        from: Option<(f64, f64)>,
+        from: Option<ProcCounters>,
         longest: Duration,
     ) {
         let started = Instant::now();
         self.sleep_draining(shortest, pid);
         while started.elapsed() < longest {
             let user = match (from, proc_cpu_split(pid)) {
-                (Some((u0, _)), Some((u1, _))) => u1 - u0,
+                (Some(from), Some((u1, _))) => u1 - from.user_secs,
                 _ => return,
             };
             if user >= CALIBRATION_USER_SECS {
